@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Each creates what it needs.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+TRAINER := .venv-trainer
+PIP_FLAGS := --quiet --disable-pip-version-check --no-input
+
+.PHONY: demo test lint bench clean venv trainer
+
+# sweepctl's own environment: the package (editable) with its full and dev extras, pinned.
+$(BIN)/.installed: pyproject.toml requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -c requirements/constraints.txt -e '.[full,dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# The trainer's environment (LLaMA-Factory on CPU torch), separate from sweepctl's own.
+$(TRAINER)/.installed: requirements/trainer.txt demo/install_trainer.sh
+	bash demo/install_trainer.sh $(PYTHON) $(TRAINER) requirements/trainer.txt
+	touch $@
+
+trainer: $(TRAINER)/.installed
+
+test: $(BIN)/.installed $(TRAINER)/.installed
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check tools tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+demo: $(BIN)/.installed $(TRAINER)/.installed
+	bash demo/run_demo.sh
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/validate.py
+
+clean:
+	rm -rf $(VENV) $(TRAINER) .sweepctl build *.egg-info

@@ -1,0 +1,3 @@
+from sweepctl.cli.main import entry
+
+entry()

@@ -1,0 +1,127 @@
+"""Runtime settings: experiments/defaults.yaml, overridden key by key by an experiment's
+``runtime:``, then by the ecosystem's own environment variables (applied by the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweepctl.errors import SpecError
+from sweepctl.spec.yamlload import load_document
+
+DEFAULT_TRACKING_URI = "sqlite:///.sweepctl/mlflow.db"
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """A secret by reference: one key as one env var, or a whole Secret via envFrom."""
+
+    secret: str
+    name: str | None = None  # env var name; None means envFrom the whole secret
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class KubernetesRuntime:
+    namespace: str = "llm-training"
+    image: str = "ghcr.io/example/llama-factory-train:0.9.5"
+    gpu_resource: str = "nvidia.com/gpu"
+    gpus_per_trial: int = 1
+    cpu: str | None = None
+    memory: str | None = None
+    service_account: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    storage_pvc: str | None = None
+    storage_mount_path: str = "/storage"
+    secret_env: tuple[SecretEnv, ...] = ()
+    queue: str | None = None
+    backoff_limit: int = 0
+    ttl_seconds_after_finished: int = 86400
+
+
+@dataclass(frozen=True)
+class LocalRuntime:
+    tracking_uri: str = DEFAULT_TRACKING_URI
+    python: str = ".venv-trainer/bin/python"
+    max_parallel: int = 1
+
+
+@dataclass(frozen=True)
+class Runtime:
+    tracking_uri: str | None = None  # the shared MLflow server; None -> local store
+    kubernetes: KubernetesRuntime = field(default_factory=KubernetesRuntime)
+    local: LocalRuntime = field(default_factory=LocalRuntime)
+    github_repository: str | None = None
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def defaults_path(experiment_dir: Path) -> Path:
+    return experiment_dir.parent / "defaults.yaml"
+
+
+def load_defaults(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = load_document(path).data
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError("defaults.yaml must be a mapping", path, 1, 1, "schema-type")
+    return data
+
+
+def runtime_from_data(data: Mapping[str, Any]) -> Runtime:
+    k8s: Mapping[str, Any] = data.get("kubernetes") or {}
+    local: Mapping[str, Any] = data.get("local") or {}
+    storage: Mapping[str, Any] = k8s.get("storage") or {}
+    secrets = tuple(
+        SecretEnv(secret=item["secret"], name=item.get("name"), key=item.get("key"))
+        for item in k8s.get("secret_env") or ()
+    )
+    base_k8s = KubernetesRuntime()
+    base_local = LocalRuntime()
+    return Runtime(
+        tracking_uri=(data.get("mlflow") or {}).get("tracking_uri"),
+        kubernetes=KubernetesRuntime(
+            namespace=k8s.get("namespace", base_k8s.namespace),
+            image=k8s.get("image", base_k8s.image),
+            gpu_resource=k8s.get("gpu_resource", base_k8s.gpu_resource),
+            gpus_per_trial=k8s.get("gpus_per_trial", base_k8s.gpus_per_trial),
+            cpu=k8s.get("cpu"),
+            memory=k8s.get("memory"),
+            service_account=k8s.get("service_account"),
+            node_selector=dict(k8s.get("node_selector") or {}),
+            tolerations=tuple(k8s.get("tolerations") or ()),
+            storage_pvc=storage.get("pvc"),
+            storage_mount_path=storage.get("mount_path", base_k8s.storage_mount_path),
+            secret_env=secrets,
+            queue=k8s.get("queue"),
+            backoff_limit=k8s.get("backoff_limit", base_k8s.backoff_limit),
+            ttl_seconds_after_finished=k8s.get("ttl_seconds_after_finished",
+                                               base_k8s.ttl_seconds_after_finished),
+        ),
+        local=LocalRuntime(
+            tracking_uri=local.get("tracking_uri", base_local.tracking_uri),
+            python=local.get("python", base_local.python),
+            max_parallel=local.get("max_parallel", base_local.max_parallel),
+        ),
+        github_repository=(data.get("github") or {}).get("repository"),
+    )
+
+
+def resolve_runtime(experiment_dir: Path, overrides: Mapping[str, Any]) -> Runtime:
+    """defaults.yaml beside the experiment folders, then the experiment's ``runtime:``."""
+    defaults = load_defaults(defaults_path(experiment_dir))
+    return runtime_from_data(deep_merge(defaults, overrides))

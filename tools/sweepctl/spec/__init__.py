@@ -1,0 +1,1 @@
+"""Loading and checking experiment folders: YAML with positions, JSON Schema, semantic rules."""

@@ -1,0 +1,69 @@
+"""`sweepctl validate`: find experiment folders under the given paths and check them all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sweepctl.findings import Findings
+from sweepctl.spec.folder import FILE_NAMES, check_folder, read_document
+from sweepctl.spec.model import Experiment
+from sweepctl.spec.schemas import check_schema
+
+_MEMBER_FILES = {*FILE_NAMES.values(), "notes.md"}
+
+
+@dataclass
+class ValidationResult:
+    findings: Findings = field(default_factory=Findings)
+    experiments: list[Experiment] = field(default_factory=list)
+    checked_folders: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings.errors
+
+
+def _is_experiment_folder(path: Path) -> bool:
+    return any((path / name).is_file() for name in FILE_NAMES.values())
+
+
+def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Experiment folders and defaults.yaml files named by (or found under) ``paths``."""
+    folders: dict[Path, None] = {}
+    defaults: dict[Path, None] = {}
+    for path in paths:
+        if path.is_file():
+            if path.name == "defaults.yaml":
+                defaults[path] = None
+            elif path.name in _MEMBER_FILES:
+                folders[path.parent] = None
+            continue
+        if _is_experiment_folder(path):
+            folders[path] = None
+            continue
+        if (path / "defaults.yaml").is_file():
+            defaults[path / "defaults.yaml"] = None
+        for child in sorted(path.iterdir()) if path.is_dir() else []:
+            if child.is_dir() and _is_experiment_folder(child):
+                folders[child] = None
+    return list(folders), list(defaults)
+
+
+def validate_paths(paths: Sequence[Path]) -> ValidationResult:
+    from sweepctl.spec.rules import check_unique_names
+
+    result = ValidationResult()
+    folders, defaults = discover(paths)
+    for path in defaults:
+        doc = read_document(path, result.findings)
+        if doc is not None:
+            check_schema(doc, "defaults", result.findings)
+    for folder in folders:
+        result.checked_folders += 1
+        experiment = check_folder(folder, result.findings)
+        if experiment is not None:
+            result.experiments.append(experiment)
+    check_unique_names(folders, result.findings)
+    return result

@@ -1,0 +1,195 @@
+"""A safe YAML loader that remembers where every node came from.
+
+pyyaml's C composer builds the node tree (fast); we construct plain data from it
+ourselves so that each value keeps its line:col, duplicate keys are caught, aliases
+cannot blow up memory, and only plain data (maps, lists, str, int, float, bool,
+null) comes out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweepctl.errors import SpecError
+
+try:  # the C loader is ~10x faster; fall back to pure Python where libyaml is missing
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+MAX_BYTES = 1 << 20
+MAX_NODES = 100_000
+MAX_DEPTH = 100
+
+Key = tuple[str | int, ...]
+
+_STR = "tag:yaml.org,2002:str"
+_PLAIN_TAGS = {
+    _STR,
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+# YAML 1.1 reads `1e-4` (no dot) as a string; every ML config means a float.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$")
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int
+    col: int
+
+
+@dataclass
+class Document:
+    """Plain data from one YAML file plus the position of every key and value."""
+
+    path: Path
+    data: Any
+    values: dict[Key, Mark] = field(default_factory=dict)
+    keys: dict[Key, Mark] = field(default_factory=dict)
+
+    def mark(self, key: Key) -> Mark:
+        """Position of the value at ``key``, or of its nearest ancestor that exists."""
+        return self._nearest(self.values, key)
+
+    def key_mark(self, key: Key) -> Mark:
+        """Position of the mapping key itself (falls back to the value, then ancestors)."""
+        if key in self.keys:
+            return self.keys[key]
+        return self._nearest(self.values, key)
+
+    @staticmethod
+    def _nearest(table: dict[Key, Mark], key: Key) -> Mark:
+        for end in range(len(key), -1, -1):
+            found = table.get(key[:end])
+            if found is not None:
+                return found
+        return Mark(1, 1)
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, path: Path, loader: yaml.SafeLoader) -> None:
+        self.path = path
+        self.loader = loader
+        self.values: dict[Key, Mark] = {}
+        self.keys: dict[Key, Mark] = {}
+        self.count = 0
+
+    def fail(self, node: yaml.Node, message: str, rule: str) -> SpecError:
+        mark = _mark(node)
+        return SpecError(message, self.path, mark.line, mark.col, rule)
+
+    def build(self, node: yaml.Node, key: Key) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.fail(node, f"document expands to more than {MAX_NODES} nodes "
+                            "(anchors and aliases are limited)", "yaml-alias-bomb")
+        if len(key) > MAX_DEPTH:
+            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels", "yaml-too-deep")
+        self.values.setdefault(key, _mark(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, key)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                raise self.fail(node, f"tag {node.tag!r} is not plain data", "yaml-tag")
+            return [self.build(item, (*key, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _mapping(self, node: yaml.MappingNode, key: Key) -> dict[str, Any]:
+        if node.tag != "tag:yaml.org,2002:map":
+            raise self.fail(node, f"tag {node.tag!r} is not plain data", "yaml-tag")
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise self.fail(key_node, "merge keys (<<) are not supported; write the "
+                                "keys out", "yaml-tag")
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise self.fail(key_node, "mapping keys must be plain strings", "yaml-key-type")
+            name = self._scalar(key_node)
+            if not isinstance(name, str):
+                # `1: x` or `true: x` would silently become non-string keys
+                name = str(key_node.value)
+            if name in result:
+                first = self.keys[(*key, name)]
+                raise self.fail(key_node, f"duplicate key {name!r} (first defined at line "
+                                f"{first.line})", "yaml-duplicate-key")
+            self.keys[(*key, name)] = _mark(key_node)
+            result[name] = self.build(value_node, (*key, name))
+        return result
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        tag = node.tag
+        if tag not in _PLAIN_TAGS:
+            if tag == "tag:yaml.org,2002:timestamp":
+                return node.value  # keep dates as written; JSON has no date type
+            raise self.fail(node, f"tag {tag!r} is not plain data", "yaml-tag")
+        if tag == _STR:
+            if not node.style and _EXPONENT_FLOAT.match(node.value):  # C loader: "", Python: None
+                return float(node.value.replace("_", ""))
+            return node.value
+        return self.loader.construct_object(node)  # type: ignore[no-untyped-call]
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise SpecError(f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})", path, line,
+                        col, "yaml-encoding") from None
+
+
+def parse_document(raw: bytes, path: Path) -> Document:
+    """Parse YAML bytes into a ``Document``; every problem is a ``SpecError``."""
+    if len(raw) > MAX_BYTES:
+        raise SpecError(f"file is {len(raw)} bytes; the limit is {MAX_BYTES} (1 MiB)", path, 1,
+                        1, "yaml-too-large")
+    text = _decode(raw, path)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return Document(path, None)
+        builder = _Builder(path, loader)
+        data = builder.build(node, ())
+        return Document(path, data, builder.values, builder.keys)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        if "but found another document" in str(problem):
+            problem = "only one YAML document per file (found a second '---')"
+        raise SpecError(problem, path, line, col, "yaml-syntax") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", path, 1, 1, "yaml-syntax") from None
+    except RecursionError:
+        raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", path, 1, 1,
+                        "yaml-too-deep") from None
+    finally:
+        loader.dispose()
+
+
+def load_document(path: Path) -> Document:
+    """Read and parse one YAML file, refusing oversized files before reading them whole."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise SpecError(f"file is {size} bytes; the limit is {MAX_BYTES} (1 MiB)", path, 1,
+                            1, "yaml-too-large")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read file: {exc.strerror}", path, 1, 1, "file-read") from None
+    return parse_document(raw, path)

@@ -1,0 +1,1 @@
+"""From a sweep spec to trials: expansion, derived parameters, trial identity."""
