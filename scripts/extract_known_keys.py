@@ -18,6 +18,7 @@ import dataclasses
 import enum
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,14 @@ def _default(field: dataclasses.Field[Any]) -> Any:
     return None
 
 
+def _enum_in(tp: Any) -> type[enum.Enum] | None:
+    """The Enum a field takes (``SchedulerType | str`` counts), whose values are its choices."""
+    for candidate in (tp, *typing.get_args(tp)):
+        if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+            return candidate
+    return None
+
+
 def _declared_in(cls: type, name: str) -> str:
     for klass in cls.__mro__:
         if name in vars(klass).get("__annotations__", {}):
@@ -90,8 +99,9 @@ def _fields(cls: type, source: str, keys: dict[str, dict[str, Any]]) -> None:
             "source": source,
             "declared_in": _declared_in(cls, field.name),
         }
-        if isinstance(field.type, type) and issubclass(field.type, enum.Enum):
-            info["choices"] = [_json_value(member) for member in field.type]
+        enum_type = _enum_in(field.type)
+        if enum_type is not None:
+            info["choices"] = [_json_value(member) for member in enum_type]
         elif "choices" in field.metadata:
             info["choices"] = _json_value(list(field.metadata["choices"]))
         keys[field.name] = info
