@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -11,7 +12,8 @@ from sweepctl.spec.scaffold import scaffold
 
 def _schemas_dir(start: Path) -> Path | None:
     """The repo's schemas/ (for the editor's schema line), looked up from ``start`` upwards."""
-    for folder in (start.resolve(), *start.resolve().parents):
+    here = Path(os.path.abspath(start))
+    for folder in (here, *here.parents):
         if (folder / "schemas" / "experiment.schema.json").is_file():
             return folder / "schemas"
     return None

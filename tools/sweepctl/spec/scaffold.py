@@ -49,7 +49,7 @@ dataset:                        # the data, locked (checklist: dataset_version_l
   sha256: "0000000000000000000000000000000000000000000000000000000000000000"
   train_samples: 9000           # rows in the training split
   test_samples: 1000            # rows in the evaluation split
-mlflow:
+mlflow:                         # where the runs go (checklist: mlflow_experiment_created)
   experiment: llama-finetuning  # the MLflow experiment the trial runs are logged to
 tags:                           # extra MLflow tags on every trial run
   model.base: llama-3-8b
@@ -66,7 +66,7 @@ _BASELINE = """\
 model_name_or_path: /storage/models/base-model  # local path or Hugging Face model id
 finetuning_type: lora           # lora | oft | freeze | full
 stage: sft                      # supervised fine-tuning
-do_train: true
+do_train: true                  # train (not only evaluate)
 dataset: my_dataset             # a name from dataset_info.json in LLaMA-Factory's dataset_dir
 
 # LoRA
@@ -89,13 +89,13 @@ val_size: 0.1                   # share of the data held out for eval_loss (typi
 template: llama3                # the chat template of the base model
 
 # Reproducibility (checklist: seed_set)
-seed: 42
+seed: 42                        # fixes data order and init, so a rerun matches
 
 # Optimization
 bf16: true                      # bf16 on Ampere or newer GPUs; fp16 on older ones
 gradient_checkpointing: true    # less memory for some speed
-weight_decay: 0.01
-max_grad_norm: 1.0
+weight_decay: 0.01              # L2 regularization of the weights
+max_grad_norm: 1.0              # gradient clipping
 # quantization_bit: 4           # uncomment for QLoRA (tags the trial tier=memory_efficient)
 """
 
@@ -178,7 +178,8 @@ def schema_ref(folder: Path, schemas_dir: Path | None) -> str:
     """The schema directory as seen from ``folder``, for the yaml-language-server line."""
     if schemas_dir is None:
         return DEFAULT_SCHEMA_REF
-    return Path(os.path.relpath(schemas_dir.resolve(), folder.resolve())).as_posix()
+    # absolute, not resolved: a symlinked schemas/ keeps the path the editor sees
+    return Path(os.path.relpath(os.path.abspath(schemas_dir), os.path.abspath(folder))).as_posix()
 
 
 def render_files(name: str, owner: str, schemas: str = DEFAULT_SCHEMA_REF) -> dict[str, str]:
