@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,115 @@ def head_sha(path: Path) -> str | None:
         return str(repo.head.commit.hexsha)
     except (GitError, ValueError):
         return None
+
+
+# --- history (sweepctl history): commits of one folder, read in-process -------------------
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One commit as history needs it; plain data, so history.py never touches gitpython."""
+
+    sha: str
+    parents: tuple[str, ...]
+    author_name: str
+    author_email: str
+    authored_at: datetime
+    message: str
+
+
+def _record(commit: Any) -> CommitRecord:
+    return CommitRecord(
+        sha=str(commit.hexsha),
+        parents=tuple(str(p.hexsha) for p in commit.parents),
+        author_name=str(commit.author.name or ""),
+        author_email=str(commit.author.email or ""),
+        authored_at=commit.authored_datetime,
+        message=str(commit.message),
+    )
+
+
+def folder_commits(repo: Any, relative_dir: str, rev: str = "HEAD",
+                   trailer: str | None = None) -> list[CommitRecord]:
+    """Commits that touched ``relative_dir`` (newest first), plus those whose message
+    contains ``trailer`` (e.g. ``Sweepctl-Experiment: name``) even if they did not.
+
+    ``--full-history`` keeps the merge commits that brought a branch's changes in: they
+    carry "Merge pull request #N", which the branch's own commits usually do not.
+    """
+    import git
+
+    try:
+        repo.commit(rev)
+    except (git.BadName, ValueError) as exc:
+        raise GitError(f"unknown revision {rev!r}") from exc
+    try:
+        # Topological order: commits made in the same second (scripts, rebases) would
+        # come out in any order if sorted by date.
+        commits = list(repo.iter_commits(rev, paths=relative_dir, full_history=True,
+                                         topo_order=True))
+        extra = {}
+        if trailer:
+            seen = {c.hexsha for c in commits}
+            extra = {c.hexsha: c for c in repo.iter_commits(rev, grep=trailer,
+                                                             fixed_strings=True)
+                     if c.hexsha not in seen}
+        if extra:  # rare (commits that only record something): merge by the full order
+            wanted = {c.hexsha: c for c in commits} | extra
+            order = repo.git.rev_list("--topo-order", rev).split()
+            commits = [wanted[sha] for sha in order if sha in wanted]
+    except git.GitCommandError as exc:
+        raise GitError(f"git log failed: {exc.stderr.strip() or exc}") from exc
+    return [_record(c) for c in commits]
+
+
+def commits_between(repo: Any, base: str, tip: str, relative_dir: str) -> list[str]:
+    """Shas reachable from ``tip`` but not ``base`` that touched ``relative_dir``
+    (the commits a merge brought in)."""
+    import git
+
+    try:
+        return [str(c.hexsha) for c in repo.iter_commits(f"{base}..{tip}", paths=relative_dir)]
+    except git.GitCommandError as exc:
+        raise GitError(f"git log failed: {exc.stderr.strip() or exc}") from exc
+
+
+def folder_blobs(repo: Any, ref: str, relative_dir: str) -> dict[str, str]:
+    """Every file under ``relative_dir`` at ``ref``: path relative to it -> blob sha.
+
+    Empty when the folder did not exist there. Comparing blob shas finds changed files
+    without spawning a `git diff` per commit.
+    """
+    import git
+
+    try:
+        tree = repo.commit(ref).tree / relative_dir
+    except KeyError:
+        return {}
+    except (git.BadName, ValueError) as exc:
+        raise GitError(f"unknown revision {ref!r}") from exc
+    if tree.type != "tree":
+        return {}
+    prefix = len(relative_dir.rstrip("/")) + 1
+    return {str(item.path)[prefix:]: str(item.hexsha)
+            for item in tree.traverse() if item.type == "blob"}
+
+
+# --- report: the commit that added an experiment (to find its PR) ----------------------
+
+
+def commit_adding(path: Path) -> str | None:
+    """The sha of the commit that first added ``path`` (the oldest `--diff-filter=A`),
+    or None when it is not in the history (uncommitted) or not in a repository."""
+    import git
+
+    try:
+        repo = open_repo(path)
+        relative = repo_relative(repo, path)
+        out = repo.git.log("--diff-filter=A", "--format=%H", "--", relative)
+    except (GitError, ValueError):
+        return None
+    except git.GitCommandError as exc:
+        raise GitError(f"git log failed: {exc.stderr.strip() or exc}") from exc
+    shas = str(out).split()
+    return shas[-1] if shas else None
