@@ -92,7 +92,9 @@ def parse(source: str | int | float) -> Expression:
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except SyntaxError as exc:
-        raise DerivedError(f"invalid expression: {exc.msg}", (exc.offset or 1) + lead) from None
+        # at the end of the input Python reports offset 0: point just past the last character
+        offset = exc.offset or len(text.strip()) + 1
+        raise DerivedError(f"invalid expression: {exc.msg}", offset + lead) from None
     _check(tree, lead)
     names = frozenset(node.id for node in ast.walk(tree)
                       if isinstance(node, ast.Name) and node.id not in _FUNCTIONS)
