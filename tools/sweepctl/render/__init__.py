@@ -1,0 +1,1 @@
+"""Rendering: per-trial train config, MLflow tags, and the Kubernetes objects."""
