@@ -74,6 +74,10 @@ class Document:
         return Mark(1, 1)
 
 
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -85,6 +89,7 @@ class _Builder:
         self.values: dict[Key, Mark] = {}
         self.keys: dict[Key, Mark] = {}
         self.count = 0
+        self.open_nodes: set[int] = set()
 
     def fail(self, node: yaml.Node, message: str, rule: str) -> SpecError:
         mark = _mark(node)
@@ -98,13 +103,21 @@ class _Builder:
         if len(key) > MAX_DEPTH:
             raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels", "yaml-too-deep")
         self.values.setdefault(key, _mark(node))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, key)
-        if isinstance(node, yaml.SequenceNode):
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        # `&a [*a]` makes a node its own child: refuse it instead of recursing into it
+        if id(node) in self.open_nodes:
+            raise self.fail(node, "an alias refers to its own anchor (a recursive structure)",
+                            "yaml-alias-bomb")
+        self.open_nodes.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, key)
             if node.tag != "tag:yaml.org,2002:seq":
                 raise self.fail(node, f"tag {node.tag!r} is not plain data", "yaml-tag")
             return [self.build(item, (*key, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        finally:
+            self.open_nodes.discard(id(node))
 
     def _mapping(self, node: yaml.MappingNode, key: Key) -> dict[str, Any]:
         if node.tag != "tag:yaml.org,2002:map":
@@ -130,6 +143,8 @@ class _Builder:
 
     def _scalar(self, node: yaml.Node) -> Any:
         tag = node.tag
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, f"tag {tag!r} is not plain data", "yaml-tag")
         if tag not in _PLAIN_TAGS:
             if tag == "tag:yaml.org,2002:timestamp":
                 return node.value  # keep dates as written; JSON has no date type
@@ -138,7 +153,14 @@ class _Builder:
             if not node.style and _EXPONENT_FLOAT.match(node.value):  # C loader: "", Python: None
                 return float(node.value.replace("_", ""))
             return node.value
-        return self.loader.construct_object(node)  # type: ignore[no-untyped-call]
+        try:
+            return self.loader.construct_object(node)
+        except (ValueError, KeyError, TypeError, OverflowError):
+            # pyyaml's constructors trust the resolver: `0b_`, `!!int x`, `!!bool maybe` and
+            # integers past Python's 4300-digit limit raise plain Python errors
+            kind = tag.rsplit(":", 1)[-1]
+            raise self.fail(node, f"{_clip(node.value)!r} is not a valid {kind}",
+                            "yaml-value") from None
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -150,6 +172,12 @@ def _decode(raw: bytes, path: Path) -> str:
         col = exc.start - (before.rfind(b"\n") + 1) + 1
         raise SpecError(f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})", path, line,
                         col, "yaml-encoding") from None
+
+
+def _text_position(text: str, index: int) -> tuple[int, int]:
+    index = max(0, min(index, len(text)))
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
 def parse_document(raw: bytes, path: Path) -> Document:
@@ -169,10 +197,19 @@ def parse_document(raw: bytes, path: Path) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        if "but found another document" in str(problem):
+        problem = str(exc.problem or exc.context or "invalid YAML")
+        rule = "yaml-syntax"
+        if "but found another document" in problem:
             problem = "only one YAML document per file (found a second '---')"
-        raise SpecError(problem, path, line, col, "yaml-syntax") from None
+        elif "maximum nesting depth" in problem:  # libyaml's own limit (1000 levels)
+            problem, rule = f"nesting deeper than {MAX_DEPTH} levels", "yaml-too-deep"
+        raise SpecError(problem, path, line, col, rule) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _text_position(text, exc.position)
+        char = exc.character
+        code = char if isinstance(char, int) else ord(str(char)[:1] or "\0")
+        raise SpecError(f"character U+{code:04X} is not allowed in YAML ({exc.reason})",
+                        path, line, col, "yaml-encoding") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", path, 1, 1, "yaml-syntax") from None
     except RecursionError:
