@@ -1,0 +1,213 @@
+"""`sweepctl launch` against kmock's KubernetesEmulator over HTTP and a real MLflow store."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kube_emulator import RunningEmulator, running_emulator
+from sweepctl.backends import Outcome
+from sweepctl.backends.kubernetes import RetryPolicy, configuration_for_host
+from sweepctl.cli.main import main
+from sweepctl.launch import LaunchOptions, LaunchReport, launch
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "experiments" / "tiny-lora-demo"
+NAMESPACE = "ml"
+FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.002, max_delay=0.02, timeout=10)
+
+
+def make_experiment(root: Path, mlflow_experiment: str, **defaults: Any) -> Path:
+    """The demo experiment in a temporary experiments/ with its own defaults.yaml."""
+    experiments = root / "experiments"
+    folder = experiments / "tiny-lora-demo"
+    shutil.copytree(DEMO, folder)
+    doc = yaml.safe_load((folder / "experiment.yaml").read_text())
+    doc["mlflow"]["experiment"] = mlflow_experiment
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    data = {"kubernetes": {"namespace": NAMESPACE, "image": "registry.local/train:1",
+                           "backoff_limit": 0},
+            "local": {"python": sys.executable, "max_parallel": 2}}
+    for key, value in defaults.items():
+        data.setdefault(key, {}).update(value)
+    (experiments / "defaults.yaml").write_text(yaml.safe_dump(data))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def emu() -> Any:
+    with running_emulator() as running:
+        yield running
+
+
+def options(emu: RunningEmulator, store: str, **extra: Any) -> LaunchOptions:
+    return LaunchOptions(backend="kubernetes", tracking_uri=store, git_sha="abc123",
+                         kube_configuration=configuration_for_host(emu.url),
+                         kube_retry=extra.pop("retry", FAST_RETRY), **extra)
+
+
+def outcomes(report: LaunchReport) -> dict[str, Outcome]:
+    return {r.name: r.outcome for e in report.experiments for r in e.results}
+
+
+def test_three_launches_in_a_row_create_each_job_once(tmp_path: Path, emu: RunningEmulator,
+                                                      store: str) -> None:
+    folder = make_experiment(tmp_path, "row")
+    first = launch([folder], options(emu, store))
+    assert first.ok, first.not_launched
+    names = set(outcomes(first))
+    assert len(names) == 4 and set(outcomes(first).values()) == {Outcome.LAUNCHED}
+    for _ in range(2):
+        again = launch([folder], options(emu, store))
+        assert again.ok
+        assert set(outcomes(again).values()) == {Outcome.RUNNING}
+    assert set(emu.objects("jobs", NAMESPACE)) == names
+    assert set(emu.objects("configmaps", NAMESPACE)) == names
+    assert emu.creates("jobs") == 4  # the re-launches saw the Jobs and sent no create
+
+
+def test_two_concurrent_launches_create_each_job_once(tmp_path: Path, emu: RunningEmulator,
+                                                      store: str) -> None:
+    folder = make_experiment(tmp_path, "concurrent")
+    reports: list[LaunchReport] = []
+
+    def run() -> None:
+        reports.append(launch([folder], options(emu, store)))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(reports) == 2 and all(r.ok for r in reports)
+    launched = [n for r in reports for n, o in outcomes(r).items() if o == Outcome.LAUNCHED]
+    assert sorted(launched) == sorted(set(launched)) and len(launched) == 4
+    assert len(emu.objects("jobs", NAMESPACE)) == 4
+
+
+def test_lost_create_response_is_no_duplicate_and_counts_as_launched(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    folder = make_experiment(tmp_path, "lost")
+    dry = launch([folder], options(emu, store, dry_run=True))  # learn the names
+    victim = sorted(outcomes(dry))[1]
+    emu.emulator.objects.clear()
+    emu.emulator.faults.lost_create_names.add(victim)
+    report = launch([folder], options(emu, store))
+    assert report.ok
+    assert outcomes(report)[victim] == Outcome.LAUNCHED
+    assert emu.emulator.faults.injected == 1
+    assert victim in emu.objects("jobs", NAMESPACE)
+    assert len(emu.objects("jobs", NAMESPACE)) == 4
+
+
+def test_flaky_api_names_exactly_the_missing_trials_then_completes(
+        tmp_path: Path, emu: RunningEmulator, store: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = make_experiment(tmp_path, "flaky")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sweepctl.backends.kubernetes.RetryPolicy",
+                        lambda: RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01))
+    faults = emu.emulator.faults
+    faults.rng.seed(4)
+    faults.rate = 0.3
+    code = main(["launch", str(folder), "--backend", "kubernetes"])
+    out = capsys.readouterr().out
+    faults.rate = 0.0
+    jobs = set(emu.objects("jobs", NAMESPACE))
+    assert faults.injected > 0
+    if code == 0:
+        assert len(jobs) == 4
+    else:
+        assert code == 1
+        named = {line.split(":")[0].strip() for line in out.splitlines()
+                 if line.startswith("  tiny-lora-demo-")}
+        assert named, out
+        # a trial reported launched has its Job; every trial without a Job is named
+        expected = {line.split(":")[0] for line in named}
+        all_names = set(outcomes(launch([folder], options(emu, store, dry_run=True))))
+        assert all_names - jobs <= expected
+    assert main(["launch", str(folder), "--backend", "kubernetes"]) == 0
+    assert len(emu.objects("jobs", NAMESPACE)) == 4
+
+
+def test_changed_spec_is_reported_and_the_job_left_untouched(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    folder = make_experiment(tmp_path, "changed")
+    assert launch([folder], options(emu, store)).ok
+    before = emu.objects("jobs", NAMESPACE)
+    defaults = folder.parent / "defaults.yaml"
+    data = yaml.safe_load(defaults.read_text())
+    data["kubernetes"]["backoff_limit"] = 3  # the same trials, another Job spec
+    defaults.write_text(yaml.safe_dump(data))
+    report = launch([folder], options(emu, store))
+    assert not report.ok
+    assert set(outcomes(report).values()) == {Outcome.CHANGED}
+    assert all("left untouched" in r.detail for r in report.not_launched)
+    assert emu.objects("jobs", NAMESPACE) == before
+    assert emu.creates("jobs") == 4
+
+
+def test_finished_run_without_job_is_not_recreated(tmp_path: Path, emu: RunningEmulator,
+                                                   store: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    folder = make_experiment(tmp_path, "ttl")
+    first = launch([folder], options(emu, store))
+    done = first.experiments[0].results[0]
+    # the Job ran, its run FINISHED, then its TTL deleted the Job and the ConfigMap
+    client = MlflowClient(tracking_uri=store)
+    experiment_id = client.get_experiment_by_name("ttl").experiment_id
+    run = client.create_run(experiment_id, tags={"sweepctl.trial_id": done.trial_id,
+                                                 "sweepctl.role": "trial"})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    emu.emulator.objects.clear()
+    again = launch([folder], options(emu, store))
+    assert outcomes(again)[done.name] == Outcome.REUSED
+    assert done.name not in emu.objects("jobs", NAMESPACE)
+    assert len(emu.objects("jobs", NAMESPACE)) == 3
+
+
+def test_dry_run_is_server_side_and_leaves_mlflow_alone(tmp_path: Path, emu: RunningEmulator,
+                                                        store: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    folder = make_experiment(tmp_path, "dry")
+    report = launch([folder], options(emu, store, dry_run=True))
+    assert report.ok and set(outcomes(report).values()) == {Outcome.LAUNCHED}
+    creates = [r for r in emu.emulator if r.method == "POST"]
+    assert creates and all(r.params.get("dryRun") == "All" for r in creates)
+    assert MlflowClient(tracking_uri=store).get_experiment_by_name("dry") is None
+
+
+def test_incomplete_checklist_and_invalid_experiment_are_refused(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    folder = make_experiment(tmp_path, "refused")
+    checklist = folder / "checklist.yaml"
+    checklist.write_text(checklist.read_text().replace("seed_set: true", "seed_set: false"))
+    broken = folder.parent / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "sweep.yaml").write_text("strategy: grid\nparameters: 7\n")
+    report = launch([folder, broken], options(emu, store))
+    assert not report.ok
+    reasons = {e.path.name: " ".join(e.refused) for e in report.refused}
+    assert "checklist incomplete: seed_set" in reasons["tiny-lora-demo"]
+    assert "sweep.yaml" in reasons["broken"]
+    assert emu.objects("jobs", NAMESPACE) == {}

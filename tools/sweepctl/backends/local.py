@@ -1,0 +1,210 @@
+"""The embedded default: trials as subprocesses of the trainer's Python (``local.python``).
+
+Each trial gets a folder under ``<state_dir>/runs/<experiment>/<trial name>/`` holding
+its train YAML, the runner's metadata, one log file, and a claim file with the pid of
+the sweepctl process that owns it. The claim (created with O_EXCL) is what makes two
+``launch`` commands racing on one machine start a trial once. ``launch`` waits for the
+children; Ctrl-C sends them SIGINT (the runner ends its MLflow run KILLED) and waits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import yaml
+
+from sweepctl.backends import Observed, Outcome, Progress, TrialResult
+
+POLL_SECONDS = 0.2
+INTERRUPT_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class LocalTrial:
+    trial_id: str
+    name: str
+    train_config: Mapping[str, Any]
+    meta: Mapping[str, Any]
+
+
+def trial_dir(state_dir: Path, experiment: str, name: str) -> Path:
+    return state_dir / "runs" / experiment / name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class _Running:
+    trial: LocalTrial
+    folder: Path
+    process: subprocess.Popen[bytes]
+    log: BinaryIO
+    started: float
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, python: str, runner: Path, state_dir: Path, tracking_uri: str,
+                 max_parallel: int = 1, env: Mapping[str, str] | None = None) -> None:
+        self.python = python
+        self.runner = runner
+        self.state_dir = state_dir
+        self.tracking_uri = tracking_uri
+        self.max_parallel = max(1, max_parallel)
+        self.env = dict(env or {})
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def observe(self, experiment: str) -> dict[str, Observed]:
+        """trial id -> what the trial folders say (running, succeeded, failed)."""
+        found: dict[str, Observed] = {}
+        root = self.state_dir / "runs" / experiment
+        if not root.is_dir():
+            return found
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            meta_path = folder / "trial.json"
+            try:
+                trial_id = str(json.loads(meta_path.read_text())["trial_id"])
+            except (OSError, ValueError, KeyError):
+                continue
+            pid = _read_int(folder / "claim")
+            code = _read_int(folder / "exit_code")
+            if pid is not None and _alive(pid):
+                phase = "running"
+            elif code is not None:
+                phase = "succeeded" if code == 0 else "failed"
+            else:
+                continue  # a claim left by a killed sweepctl: nothing runs there
+            found[trial_id] = Observed(trial_id, folder.name, phase,
+                                       detail=str(folder / "trial.log"))
+        return found
+
+    # -- running ------------------------------------------------------------------------------
+
+    def _claim(self, folder: Path) -> bool:
+        """Take the trial's claim file; False when a live sweepctl process holds it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        claim = folder / "claim"
+        for _ in range(2):
+            try:
+                fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = _read_int(claim)
+                if owner is not None and _alive(owner):
+                    return False
+                claim.unlink(missing_ok=True)  # stale: its owner died
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        return False
+
+    def _start(self, trial: LocalTrial, experiment: str) -> _Running | TrialResult:
+        folder = trial_dir(self.state_dir, experiment, trial.name)
+        if not self._claim(folder):
+            return TrialResult(trial.trial_id, trial.name, Outcome.RUNNING,
+                               "another sweepctl process runs it")
+        (folder / "exit_code").unlink(missing_ok=True)
+        config_path = folder / "train.yaml"
+        meta_path = folder / "meta.json"
+        config_path.write_text(yaml.safe_dump(dict(trial.train_config), sort_keys=False))
+        meta_path.write_text(json.dumps(dict(trial.meta), indent=2, sort_keys=True))
+        (folder / "trial.json").write_text(json.dumps({"trial_id": trial.trial_id,
+                                                       "name": trial.name}))
+        log = (folder / "trial.log").open("wb")
+        env = {**self.env, "MLFLOW_TRACKING_URI": self.tracking_uri,
+               "PYTHONUNBUFFERED": "1"}
+        try:
+            # argv is a list and configs travel as files: no YAML value reaches a shell
+            process = subprocess.Popen(
+                [self.python, str(self.runner), "--config", str(config_path),
+                 "--meta", str(meta_path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True)  # Ctrl-C reaches the children through us, once
+        except OSError as exc:
+            log.close()
+            (folder / "claim").unlink(missing_ok=True)
+            return TrialResult(trial.trial_id, trial.name, Outcome.FAILED,
+                               f"cannot start {self.python}: {exc.strerror or exc}")
+        return _Running(trial, folder, process, log, time.monotonic())
+
+    def _finish(self, running: _Running) -> TrialResult:
+        code = running.process.returncode
+        running.log.close()
+        (running.folder / "exit_code").write_text(str(code))
+        (running.folder / "claim").unlink(missing_ok=True)
+        seconds = time.monotonic() - running.started
+        log = running.folder / "trial.log"
+        if code == 0:
+            return TrialResult(running.trial.trial_id, running.trial.name, Outcome.LAUNCHED,
+                               f"finished in {seconds:.0f} s, log {log}")
+        return TrialResult(running.trial.trial_id, running.trial.name, Outcome.FAILED,
+                           f"trial exited with {code} after {seconds:.0f} s, see {log}")
+
+    def run(self, experiment: str, trials: Sequence[LocalTrial],
+            progress: Progress | None = None) -> list[TrialResult]:
+        """Run the trials, at most ``max_parallel`` at a time, and wait for all of them."""
+        results: dict[str, TrialResult] = {}
+        queue = list(trials)
+        running: list[_Running] = []
+
+        def done(result: TrialResult) -> None:
+            results[result.trial_id] = result
+            if progress is not None:
+                progress(result)
+
+        try:
+            while queue or running:
+                while queue and len(running) < self.max_parallel:
+                    started = self._start(queue.pop(0), experiment)
+                    if isinstance(started, TrialResult):
+                        done(started)
+                    else:
+                        running.append(started)
+                for item in [r for r in running if r.process.poll() is not None]:
+                    running.remove(item)
+                    done(self._finish(item))
+                if running:
+                    time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            self._interrupt(running)
+            raise
+        return [results[t.trial_id] for t in trials]
+
+    def _interrupt(self, running: Sequence[_Running]) -> None:
+        """SIGINT each child (its runner ends the MLflow run KILLED), then wait, then kill."""
+        for item in running:
+            if item.process.poll() is None:
+                item.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        for item in running:
+            try:
+                item.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                item.process.kill()
+                item.process.wait()
+            self._finish(item)

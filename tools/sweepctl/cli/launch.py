@@ -1,0 +1,112 @@
+"""`sweepctl launch`: reconcile, with a progress bar, a summary table and an honest exit status."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sweepctl.backends import Outcome, TrialResult
+from sweepctl.launch import BACKENDS, LaunchOptions, LaunchReport, changed_since, launch
+
+COLUMNS = (Outcome.LAUNCHED, Outcome.REUSED, Outcome.RUNNING, Outcome.CHANGED, Outcome.FAILED)
+
+
+def experiment_folders(paths: tuple[Path, ...]) -> list[Path]:
+    from sweepctl.spec.validate import discover
+
+    folders, _ = discover(list(paths) or [Path("experiments")])
+    return folders
+
+
+class _Bar:
+    """rich progress: one task per experiment, advanced as each trial is decided."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def start(self, experiment: str, total: int) -> None:
+        self.task = self.progress.add_task(experiment, total=total)
+
+    def advance(self, result: TrialResult) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task)
+
+
+def print_report(report: LaunchReport, console: Any) -> None:
+    from rich.table import Table
+
+    title = f"launch ({report.backend}{', dry run' if report.dry_run else ''})"
+    table = Table(title=title)
+    table.add_column("experiment")
+    for outcome in COLUMNS:
+        table.add_column(outcome.value, justify="right")
+    for entry in report.experiments:
+        if entry.refused:
+            table.add_row(entry.name, *["-"] * len(COLUMNS))
+        else:
+            table.add_row(entry.name, *[str(entry.count(o)) for o in COLUMNS])
+    console.print(table)
+    for entry in report.refused:
+        console.print(f"[bold red]refused[/] {entry.name}:", highlight=False)
+        for reason in entry.refused:
+            console.print(f"  {reason}", highlight=False, markup=False)
+    missing = report.not_launched
+    if missing:
+        console.print(f"[bold red]{len(missing)} trial(s) not launched:[/]", highlight=False)
+        for result in missing:
+            console.print(f"  {result.name}: {result.outcome.value}: {result.detail}",
+                          highlight=False, markup=False)
+
+
+@click.command("launch")
+@click.argument("experiments", nargs=-1, type=click.Path(exists=True, file_okay=False,
+                                                          path_type=Path))
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
+              help="kubernetes: Jobs through KUBECONFIG / in-cluster; local: processes")
+@click.option("--changed-since", "changed_since_rev", metavar="REV",
+              help="only experiments whose files differ from git revision REV")
+@click.option("--dry-run", is_flag=True,
+              help="create nothing (Kubernetes: server-side dry run; MLflow untouched)")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Kubernetes requests in flight")
+def command(experiments: tuple[Path, ...], backend: str, changed_since_rev: str | None,
+            dry_run: bool, concurrency: int) -> int:
+    """Launch the trials that have neither a FINISHED MLflow run nor a Job/process.
+
+    EXPERIMENTS are experiment folders (default: every one under experiments/). Safe to
+    re-run: finished trials are reused and existing Jobs are left alone. Exit 1 names
+    every trial that did not launch.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from sweepctl.gitrepo import head_sha
+
+    folders = experiment_folders(experiments)
+    if changed_since_rev:
+        folders = changed_since(folders, changed_since_rev)
+    console = Console(stderr=False)
+    if not folders:
+        console.print("nothing to launch")
+        return 0
+    kube_configuration = None
+    if backend == "kubernetes":
+        from sweepctl.backends.kubernetes import load_configuration
+
+        kubeconfig = os.environ.get("KUBECONFIG")
+        kube_configuration = load_configuration(kubeconfig.split(os.pathsep)[0]
+                                                if kubeconfig else None)
+    options = LaunchOptions(
+        backend=backend, dry_run=dry_run, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+        git_sha=head_sha(folders[0]), pr=os.environ.get("SWEEPCTL_PR"),
+        kube_configuration=kube_configuration, kube_concurrency=concurrency,
+        state_dir=Path(".sweepctl"), env=dict(os.environ))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as progress:
+        report = launch(folders, options, _Bar(progress))
+    print_report(report, console)
+    return 0 if report.ok else 1
