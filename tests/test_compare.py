@@ -1,0 +1,202 @@
+"""`sweepctl compare` against a real MLflow server, with runs logged as the runner logs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from mlflow_runs import log_trial, make_experiment, result, trials_of
+from sweepctl import mlflow_store
+from sweepctl.cli.main import main
+from sweepctl.results.compare import build_comparison, resolve_tracking_uri
+from sweepctl.runtime import Runtime
+from sweepctl.spec.model import Objective
+
+FOUR_TRIALS = "strategy: grid\nparameters:\n  lora_rank: [16, 32, 64]\nderived:\n" \
+              "  lora_alpha: 2 * lora_rank\nreplicates: 1\nmax_parallel: 3\n"
+
+
+def compare(folder: Path, uri: str, capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    capsys.readouterr()  # mlflow prints "View run ..." when the test logs runs
+    code = main(["compare", str(folder), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_table_deltas_best_sweet_spot_and_verdict(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    for trial, (ev, rt) in zip(trials, [(0.45, 100.0), (0.39, 150.0), (0.385, 300.0)],
+                               strict=True):
+        log_trial(client, experiment, trial, metrics=result(ev, rt, loss=ev - 0.1))
+
+    code, out, err = compare(folder, mlflow_server, capsys, monkeypatch)
+
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("| trial"))
+    # only the parameters that vary, not the ~20 fixed keys of the baseline
+    assert "lora_rank" in header and "lora_alpha" in header and "learning_rate" not in header
+    r16 = next(line for line in lines if line.startswith("| r16-a32"))
+    assert "| 0.39 " in r16 and "-13.3%" in r16 and "+50.0%" in r16 and "sweet spot" in r16
+    r32 = next(line for line in lines if line.startswith("| r32-a64"))
+    assert "best" in r32 and "+200.0%" in r32
+    baseline = next(line for line in lines if line.startswith("| baseline"))
+    assert "| 0.35 " in baseline  # final train loss = the last step's `loss`
+    assert "target met: best eval_loss 0.385 (r32-a64) < 0.4" in out
+    assert "within 2% of the best" in out
+    assert "**Sweet spot:** r16-a32" in out
+
+    code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch, "--tolerance", "0")
+    assert code == 0 and "**Sweet spot:** r32-a64" in out
+
+    code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch, "--format", "json")
+    data = json.loads(out)
+    assert (data["best"], data["sweet_spot"], data["verdict"]) == ("r32-a64", "r16-a32", "met")
+    assert data["varied_parameters"] == ["lora_rank", "lora_alpha"]
+    assert [row["trial"] for row in data["rows"]] == ["baseline", "r16-a32", "r32-a64"]
+    assert data["rows"][1]["delta_runtime_pct"] == pytest.approx(50.0)
+
+    code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch, "--format", "csv")
+    assert out.splitlines()[0].startswith(
+        "trial,index,lora_rank,lora_alpha,status,replicates,finished,eval_loss,")
+    assert len(out.splitlines()) == 4
+
+
+def test_failed_running_and_missing_trials_are_shown(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path, FOUR_TRIALS)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    log_trial(client, experiment, trials[0], metrics=result(0.45, 100.0))
+    log_trial(client, experiment, trials[1], status="FAILED", metrics={"loss": 2.0})
+    log_trial(client, experiment, trials[2], status="RUNNING", metrics={"loss": 1.0})
+    # trials[3] never started
+
+    code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch, "--format", "json")
+
+    assert code == 0
+    data = json.loads(out)
+    assert [(r["trial"], r["status"]) for r in data["rows"]] == [
+        ("baseline", "finished"), ("r16-a32", "failed"), ("r32-a64", "running"),
+        ("r64-a128", "missing")]
+    assert data["counts"] == {"expected": 4, "finished": 1, "failed": 1, "running": 1,
+                              "missing": 1, "outside_sweep": 0}
+    assert data["verdict"] == "not_met"
+    assert "1 of 4 trials finished, may still change" in data["verdict_text"]
+    code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch)
+    assert "1 finished, 1 failed, 1 running, 1 not started, of 4" in out
+
+
+def test_replicates_fold_into_mean_and_std(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sweep = "strategy: grid\nparameters:\n  lora_rank: [16]\nreplicates: 3\nmax_parallel: 3\n"
+    folder, _ = make_experiment(tmp_path, sweep)
+    experiment, trials = trials_of(folder)
+    assert len(trials) == 6
+    client = MlflowClient(mlflow_server)
+    values = iter([0.50, 0.52, 0.54, 0.40, 0.41, 0.42])
+    for trial in trials:
+        log_trial(client, experiment, trial, metrics=result(next(values), 100.0))
+
+    code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch, "--format", "json")
+    assert code == 0
+
+    data = json.loads(out)
+    assert data["varied_parameters"] == ["lora_rank"]  # seed is what a replicate changes
+    baseline, r16 = data["rows"]
+    assert baseline["eval_loss"] == pytest.approx(0.52)
+    assert baseline["eval_loss_std"] == pytest.approx(0.02)
+    assert (r16["replicates"], r16["finished"]) == (3, 3)
+    assert r16["eval_loss"] == pytest.approx(0.41)
+    _, out, _ = compare(folder, mlflow_server, capsys, monkeypatch)
+    assert "0.41 ± 0.01 (n=3)" in out
+
+
+def test_metric_override_and_outside_runs(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    for trial, loss in zip(trials, [0.9, 0.7, 0.8], strict=True):
+        log_trial(client, experiment, trial, metrics=result(0.5, 100.0, loss=loss))
+    # a run of an earlier version of the sweep: shown, never dropped, never the best
+    old = trials[1].__class__(index=9, slug="r4", params={"lora_rank": 4},
+                              config={**trials[0].config, "lora_rank": 4},
+                              trial_id="0ldtrial00", name="lora-rank-sweep-r4-0ldtrial00")
+    log_trial(client, experiment, old, metrics=result(0.1, 10.0, loss=0.1))
+
+    _, out, _ = compare(folder, mlflow_server, capsys, monkeypatch, "--metric", "train_loss",
+                        "--format", "json")
+
+    data = json.loads(out)
+    assert data["metric"] == "train_loss" and data["target"] is None
+    assert data["best"] == "r16-a32" and data["verdict"] == "no_target"
+    outside = data["rows"][-1]
+    assert (outside["trial"], outside["in_sweep"]) == ("lora-rank-sweep-r4-0ldtrial00", False)
+
+
+def test_pages_through_every_run(tmp_path: Path, mlflow_server: str,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    for trial in trials:
+        for attempt in range(3):  # retries of the same trial: the newest finished one counts
+            log_trial(client, experiment, trial, metrics=result(0.4 + attempt / 100, 100.0),
+                      start=1_000 + attempt)
+    monkeypatch.setattr(mlflow_store, "PAGE_SIZE", 2)
+    runs = mlflow_store.trial_runs(mlflow_server, experiment.mlflow_experiment, experiment.name)
+    assert len(runs) == 9
+    comparison = build_comparison(experiment.name, trials, runs, experiment.objective)
+    assert [row.objective for row in comparison.rows] == pytest.approx([0.42, 0.42, 0.42])
+
+
+def test_hand_built_trials_without_baseline_result() -> None:
+    from sweepctl.mlflow_store import RunRecord
+    from sweepctl.sweep.trial import Trial
+
+    base = {"lora_rank": 8, "learning_rate": 1e-4}
+    trials = [Trial(0, "baseline", {}, base, "aaa", "x-baseline-aaa"),
+              Trial(1, "r16", {"lora_rank": 16}, {**base, "lora_rank": 16}, "bbb", "x-r16-bbb")]
+    runs = [RunRecord("run-b", "FINISHED", "bbb", "x-r16-bbb",
+                      metrics={"eval_loss": 0.3, "train_runtime": 5.0})]
+    comparison = build_comparison("x", trials, runs, Objective("eval_loss", "minimize", 0.4))
+    assert comparison.varied == ("lora_rank",)
+    assert comparison.rows[0].status == "missing"
+    assert comparison.rows[1].delta_objective_pct is None  # no baseline result to compare to
+    assert comparison.best is comparison.rows[1] and comparison.verdict == "met"
+
+
+def test_relative_sqlite_uri_resolves_against_the_repository_root(tmp_path: Path) -> None:
+    folder = tmp_path / "experiments" / "x"
+    runtime = Runtime(tracking_uri=None)
+    assert resolve_tracking_uri(folder, runtime, None) == \
+        f"sqlite:///{tmp_path.resolve()}/.sweepctl/mlflow.db"
+    assert resolve_tracking_uri(folder, runtime, "http://mlflow:5000") == "http://mlflow:5000"
+    assert resolve_tracking_uri(folder, Runtime(tracking_uri="sqlite:////abs/db"), None) == \
+        "sqlite:////abs/db"
+
+
+def test_mlflow_down_is_one_line_and_exit_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import free_port
+
+    folder, _ = make_experiment(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    code, out, err = compare(folder, f"http://127.0.0.1:{free_port()}", capsys, monkeypatch)
+    assert code == 1 and out == ""
+    assert err.startswith("sweepctl: error: mlflow: cannot read experiments at http://127.0.0.1")
+    assert len(err.strip().splitlines()) == 1

@@ -1,0 +1,1 @@
+"""Results read back from MLflow: the comparison table and the sensitivity analysis."""

@@ -1,0 +1,337 @@
+"""The comparison: one row per trial (replicates folded), joined from the expected trials
+and the MLflow runs by trial id.
+
+Pure functions over plain data: ``build_comparison`` takes the expected trials and the
+runs and returns a ``Comparison``; ``compare_experiment`` is the I/O edge that reads them.
+A trial without a usable run is shown as failed / running / missing, never dropped.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sweepctl.mlflow_store import TAG_PR, TAG_TRIAL, RunRecord
+from sweepctl.runtime import Runtime
+from sweepctl.spec.model import Experiment, Objective
+from sweepctl.sweep.trial import Trial
+
+DEFAULT_TOLERANCE = 0.02
+# the transformers MLflow callback logs `loss` per step (latest = final) and `train_loss`
+# once at the end as the mean over training; the last step's loss is what people quote.
+TRAIN_LOSS_KEYS = ("loss", "train_loss")
+RUNTIME_KEY = "train_runtime"
+THROUGHPUT_KEY = "train_samples_per_second"
+RUNNING_STATES = ("RUNNING", "SCHEDULED")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trial of the sweep (all its replicates), or a run outside the current sweep."""
+
+    label: str
+    index: int                          # the trial's index; -1 for runs outside the sweep
+    params: Mapping[str, Any]           # only the parameters that vary across the sweep
+    status: str                         # finished | failed | killed | running | missing | ...
+    expected: int                       # trials (replicates) this row stands for
+    finished: int
+    objective: float | None = None      # mean over finished replicates
+    objective_std: float | None = None  # sample std when >= 2 replicates finished
+    train_loss: float | None = None
+    runtime: float | None = None        # seconds, mean
+    samples_per_s: float | None = None
+    delta_objective_pct: float | None = None
+    delta_runtime_pct: float | None = None
+    trial_ids: tuple[str, ...] = ()
+    run_ids: tuple[str, ...] = ()
+    experiment_id: str | None = None
+    values: tuple[float, ...] = ()      # per-replicate objective values (for sensitivity)
+    statuses: tuple[str, ...] = ()      # one per replicate
+    in_sweep: bool = True
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.index == 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    experiment: str
+    metric: str
+    goal: str
+    target: float | None
+    tolerance: float
+    varied: tuple[str, ...]
+    rows: tuple[Row, ...]
+    best: Row | None
+    sweet_spot: Row | None
+    verdict: str                         # met | not_met | no_target | no_results
+    verdict_text: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+    tracking_uri: str | None = None
+    pull_requests: tuple[str, ...] = ()  # the runs' sweepctl.pr tags, newest first
+
+    @property
+    def expected(self) -> int:
+        return self.counts.get("expected", 0)
+
+    @property
+    def complete(self) -> bool:
+        return self.counts.get("running", 0) == 0 and self.counts.get("missing", 0) == 0
+
+    @property
+    def baseline(self) -> Row | None:
+        return next((row for row in self.rows if row.is_baseline), None)
+
+    def tolerance_text(self) -> str:
+        return (f"sweet spot = the fastest trial (lowest train_runtime) whose {self.metric} is "
+                f"within {self.tolerance:.0%} of the best")
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def varied_parameters(trials: Sequence[Trial]) -> tuple[str, ...]:
+    """Keys whose resolved value differs between trials, in first-seen order.
+
+    ``seed`` is left out when the sweep has replicates: it is what a replicate changes.
+    """
+    keys: list[str] = []
+    for trial in trials:
+        keys.extend(k for k in trial.params if k not in keys)
+    has_replicates = any(t.replicate > 0 for t in trials)
+    varied = []
+    for key in keys:
+        if key == "seed" and has_replicates:
+            continue
+        if len({repr(t.config.get(key, t.params.get(key))) for t in trials}) > 1:
+            varied.append(key)
+    return tuple(varied)
+
+
+def _choose_run(runs: Sequence[RunRecord]) -> RunRecord:
+    """Among the runs of one trial id (retries), the newest finished one, else the newest."""
+    ordered = sorted(runs, key=lambda r: r.start_time or 0, reverse=True)
+    return next((r for r in ordered if r.status == "FINISHED"), ordered[0])
+
+
+def _status(run: RunRecord | None) -> str:
+    if run is None:
+        return "missing"
+    if run.status in RUNNING_STATES:
+        return "running"
+    return run.status.lower()
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _metric(run: RunRecord, keys: Sequence[str]) -> float | None:
+    return next((float(run.metrics[k]) for k in keys if k in run.metrics), None)
+
+
+def _row_status(statuses: Sequence[str]) -> str:
+    distinct = sorted(set(statuses), key=statuses.index)
+    if len(distinct) == 1:
+        return distinct[0]
+    return ", ".join(f"{statuses.count(s)} {s}" for s in distinct)
+
+
+def _build_row(label: str, index: int, params: Mapping[str, Any], trial_ids: Sequence[str],
+               runs: Sequence[RunRecord | None], metric: str, in_sweep: bool = True) -> Row:
+    statuses = [_status(run) for run in runs]
+    done = [run for run in runs if run is not None and run.status == "FINISHED"]
+    values = [float(r.metrics[metric]) for r in done if metric in r.metrics]
+    runtimes = [v for v in (_metric(r, (RUNTIME_KEY,)) for r in done) if v is not None]
+    losses = [v for v in (_metric(r, TRAIN_LOSS_KEYS) for r in done) if v is not None]
+    speeds = [v for v in (_metric(r, (THROUGHPUT_KEY,)) for r in done) if v is not None]
+    present = [run for run in runs if run is not None]
+    return Row(
+        label=label, index=index, params=dict(params), status=_row_status(statuses),
+        expected=len(runs), finished=len(done),
+        objective=_mean(values),
+        objective_std=statistics.stdev(values) if len(values) >= 2 else None,
+        train_loss=_mean(losses), runtime=_mean(runtimes), samples_per_s=_mean(speeds),
+        trial_ids=tuple(trial_ids), run_ids=tuple(r.run_id for r in present),
+        experiment_id=next((r.experiment_id for r in present), None),
+        values=tuple(values), statuses=tuple(statuses), in_sweep=in_sweep,
+    )
+
+
+def _pct(value: float | None, base: float | None) -> float | None:
+    if value is None or base is None or base == 0:
+        return None
+    return (value - base) / abs(base) * 100.0
+
+
+def _with_deltas(row: Row, baseline: Row | None) -> Row:
+    if baseline is None:
+        return row
+    from dataclasses import replace
+
+    return replace(row, delta_objective_pct=_pct(row.objective, baseline.objective),
+                   delta_runtime_pct=_pct(row.runtime, baseline.runtime))
+
+
+def pick_best(rows: Sequence[Row], objective: Objective) -> Row | None:
+    best: Row | None = None
+    for row in rows:
+        if not row.in_sweep or row.objective is None:
+            continue
+        if best is None or objective.better(row.objective, best.objective or 0.0):
+            best = row
+    return best
+
+
+def pick_sweet_spot(rows: Sequence[Row], best: Row | None, tolerance: float) -> Row | None:
+    """The cheapest trial whose objective is within ``tolerance`` (relative) of the best."""
+    if best is None or best.objective is None:
+        return None
+    margin = abs(best.objective) * tolerance
+    close = [r for r in rows if r.in_sweep and r.objective is not None
+             and abs(r.objective - best.objective) <= margin + 1e-12]
+    timed = [r for r in close if r.runtime is not None]
+    if not timed:
+        return best
+    return min(timed, key=lambda r: (r.runtime or 0.0, r is not best))
+
+
+def _verdict(best: Row | None, objective: Objective, metric: str,
+             counts: Mapping[str, int]) -> tuple[str, str]:
+    progress = f"{counts['finished']} of {counts['expected']} trials finished"
+    if best is None or best.objective is None:
+        return "no_results", f"no results yet ({progress})"
+    value = f"best {metric} {best.objective:.4g} ({best.label})"
+    pending = counts["running"] + counts["missing"]
+    tail = f"; {progress}, may still change" if pending else ""
+    if objective.target is None:
+        return "no_target", f"no target set: {value}{tail}"
+    sign = "<" if objective.goal == "minimize" else ">"
+    if objective.met(best.objective):
+        return "met", f"target met: {value} {sign} {objective.target:g}{tail}"
+    return "not_met", f"target not met: {value}, target {sign} {objective.target:g}{tail}"
+
+
+def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[RunRecord],
+                     objective: Objective, tolerance: float = DEFAULT_TOLERANCE,
+                     tracking_uri: str | None = None) -> Comparison:
+    """Join expected trials with their runs (by trial id, then by trial name) into rows."""
+    by_id: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        if run.trial_id:
+            by_id.setdefault(run.trial_id, []).append(run)
+    by_name: dict[str, str] = {}
+    for run in runs:
+        if run.trial_name and run.trial_id:
+            by_name.setdefault(run.trial_name, run.trial_id)
+    varied = varied_parameters(trials)
+    groups: dict[tuple[str, ...], list[Trial]] = {}
+    for trial in sorted(trials, key=lambda t: (t.index, t.replicate)):
+        key = tuple(repr(trial.config.get(k, trial.params.get(k))) for k in varied)
+        groups.setdefault(key, []).append(trial)
+    used: set[str] = set()
+    rows: list[Row] = []
+    for members in groups.values():
+        first = members[0]
+        chosen: list[RunRecord | None] = []
+        for trial in members:
+            # the id is the contract; the name is a fallback when ids were computed
+            # with another image (a local run of a Kubernetes sweep)
+            found_id = trial.trial_id if trial.trial_id in by_id else by_name.get(trial.name)
+            found = by_id.get(found_id) if found_id else None
+            if found_id and found:
+                used.add(found_id)
+            chosen.append(_choose_run(found) if found else None)
+        label = first.slug
+        params = {k: first.config.get(k, first.params.get(k)) for k in varied}
+        rows.append(_build_row(label, first.index, params, [t.trial_id for t in members],
+                               chosen, objective.metric))
+    for trial_id, extra in by_id.items():
+        if trial_id in used:
+            continue
+        run = _choose_run(extra)
+        params = {k: run.params[k] for k in varied if k in run.params}
+        label = run.tags.get(TAG_TRIAL) or trial_id
+        rows.append(_build_row(label, -1, params, [trial_id], [run], objective.metric,
+                               in_sweep=False))
+    baseline = next((r for r in rows if r.is_baseline and r.objective is not None), None)
+    rows = [_with_deltas(row, baseline) for row in rows]
+    swept = [r for r in rows if r.in_sweep]
+    states = [state for row in swept for state in row.statuses]
+    counts = {
+        "expected": len(states),
+        "finished": states.count("finished"),
+        "failed": states.count("failed") + states.count("killed"),
+        "running": states.count("running"),
+        "missing": states.count("missing"),
+        "outside_sweep": len(rows) - len(swept),
+    }
+    best = pick_best(rows, objective)
+    verdict, verdict_text = _verdict(best, objective, objective.metric, counts)
+    return Comparison(
+        experiment=experiment, metric=objective.metric, goal=objective.goal,
+        target=objective.target, tolerance=tolerance, varied=varied, rows=tuple(rows),
+        best=best, sweet_spot=pick_sweet_spot(rows, best, tolerance), verdict=verdict,
+        verdict_text=verdict_text, counts=counts, tracking_uri=tracking_uri,
+        pull_requests=_pull_requests(runs),
+    )
+
+
+def _pull_requests(runs: Sequence[RunRecord]) -> tuple[str, ...]:
+    found: list[str] = []
+    for run in sorted(runs, key=lambda r: r.start_time or 0, reverse=True):
+        pr = run.tags.get(TAG_PR, "").lstrip("#")
+        if pr.isdigit() and pr not in found:
+            found.append(pr)
+    return tuple(found)
+
+
+def resolve_tracking_uri(experiment_dir: Path, runtime: Runtime, env_uri: str | None) -> str:
+    """MLFLOW_TRACKING_URI (passed in by the CLI), else defaults.yaml; a relative
+    ``sqlite:///`` path is relative to the repository root, the folder holding experiments/."""
+    uri = env_uri or runtime.tracking_uri or runtime.local.tracking_uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        root = Path(experiment_dir).resolve().parent.parent
+        return prefix + str(root / uri[len(prefix):])
+    return uri
+
+
+def expected_trials(experiment: Experiment, image: str) -> list[Trial]:
+    from sweepctl.sweep.expand import expand
+
+    return list(expand(experiment, image))
+
+
+def compare_experiment(experiment: Experiment, tracking_uri: str, image: str,
+                       metric: str | None = None, goal: str | None = None,
+                       tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
+    """Read the experiment's runs from MLflow and build the comparison (raises MlflowError)."""
+    from sweepctl import mlflow_store
+
+    objective = experiment.objective
+    chosen_goal: Literal["minimize", "maximize"] = (
+        "maximize" if (goal or objective.goal) == "maximize" else "minimize")
+    if metric is not None and metric != objective.metric:
+        # another metric has no target of its own
+        objective = Objective(metric, chosen_goal, None)
+    else:
+        objective = Objective(objective.metric, chosen_goal, objective.target)
+    trials = expected_trials(experiment, image)
+    runs = mlflow_store.trial_runs(tracking_uri, experiment.mlflow_experiment, experiment.name)
+    have = {r.trial_id for r in runs}
+    missing = {t.trial_id for t in trials} - have
+    if missing:
+        # a trial already finished elsewhere (same id, other experiment) is reused, not re-run
+        reused = mlflow_store.finished_trials(tracking_uri, experiment.mlflow_experiment, missing)
+        runs = [*runs, *reused.values()]
+    return build_comparison(experiment.name, trials, runs, objective, tolerance, tracking_uri)

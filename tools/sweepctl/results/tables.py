@@ -1,0 +1,156 @@
+"""Renderers of a ``Comparison``: a pandas frame, markdown (tabulate, GitHub flavour),
+CSV and JSON. The PR comment and notes.md reuse ``markdown_table``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sweepctl.results.compare import Comparison, Row, format_value
+
+FORMATS = ("markdown", "csv", "json")
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.{digits}g}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f}%"
+
+
+def _objective_cell(row: Row) -> str:
+    if row.objective is None:
+        return "–"
+    if row.expected > 1:
+        std = "–" if row.objective_std is None else f"{row.objective_std:.2g}"
+        return f"{row.objective:.4g} ± {std} (n={len(row.values)})"
+    return _num(row.objective)
+
+
+def marks(comparison: Comparison, row: Row) -> str:
+    found = []
+    if row.is_baseline:
+        found.append("baseline")
+    if comparison.best is row:
+        found.append("**best**")
+    if comparison.sweet_spot is row:
+        found.append("**sweet spot**")
+    if not row.in_sweep:
+        found.append("not in the current sweep")
+    return ", ".join(found)
+
+
+def markdown_rows(comparison: Comparison, rows: Sequence[Row],
+                  link: Any = None) -> list[list[str]]:
+    """Display cells per row; ``link(row) -> str | None`` turns the trial into a link."""
+    out = []
+    for row in rows:
+        url = link(row) if link is not None else None
+        name = f"[{row.label}]({url})" if url else row.label
+        out.append([
+            name, *(format_value(row.params.get(k, "")) for k in comparison.varied),
+            row.status, _objective_cell(row), _pct(row.delta_objective_pct),
+            _num(row.train_loss), _num(row.runtime), _pct(row.delta_runtime_pct),
+            _num(row.samples_per_s), marks(comparison, row),
+        ])
+    return out
+
+
+def markdown_headers(comparison: Comparison) -> list[str]:
+    return ["trial", *comparison.varied, "status", comparison.metric,
+            f"Δ {comparison.metric}", "train loss", "train_runtime (s)", "Δ runtime",
+            "samples/s", ""]
+
+
+def markdown_table(comparison: Comparison, rows: Sequence[Row] | None = None,
+                   link: Any = None) -> str:
+    from tabulate import tabulate
+
+    chosen = comparison.rows if rows is None else rows
+    return str(tabulate(markdown_rows(comparison, chosen, link), markdown_headers(comparison),
+                        tablefmt="github", disable_numparse=True))
+
+
+def summary_lines(comparison: Comparison) -> list[str]:
+    c = comparison.counts
+    lines = [
+        f"**Verdict:** {comparison.verdict_text}",
+        f"**Trials:** {c['finished']} finished, {c['failed']} failed, {c['running']} running, "
+        f"{c['missing']} not started, of {c['expected']}"
+        + (f" (+{c['outside_sweep']} run(s) outside the current sweep)"
+           if c.get("outside_sweep") else ""),
+    ]
+    if comparison.best is not None:
+        b = comparison.best
+        lines.append(f"**Best:** {b.label} ({comparison.metric} {_num(b.objective)}, "
+                     f"{_pct(b.delta_objective_pct)} vs baseline)")
+    if comparison.sweet_spot is not None:
+        s = comparison.sweet_spot
+        lines.append(f"**Sweet spot:** {s.label} ({comparison.metric} {_num(s.objective)}, "
+                     f"train_runtime {_num(s.runtime)} s, {_pct(s.delta_runtime_pct)} vs "
+                     f"baseline); {comparison.tolerance_text()}")
+    if comparison.baseline is None or comparison.baseline.objective is None:
+        lines.append("Deltas need a finished baseline (trial 0); it has no result yet.")
+    return lines
+
+
+def render_markdown(comparison: Comparison) -> str:
+    goal = "lower" if comparison.goal == "minimize" else "higher"
+    head = (f"### {comparison.experiment}: {comparison.metric} ({goal} is better)")
+    return "\n\n".join([head, markdown_table(comparison), "\n".join(
+        f"- {line}" for line in summary_lines(comparison))]) + "\n"
+
+
+def row_record(comparison: Comparison, row: Row) -> dict[str, Any]:
+    record: dict[str, Any] = {"trial": row.label, "index": row.index}
+    record.update({k: row.params.get(k) for k in comparison.varied})
+    record.update({
+        "status": row.status, "replicates": row.expected, "finished": row.finished,
+        comparison.metric: row.objective, f"{comparison.metric}_std": row.objective_std,
+        "train_loss": row.train_loss, "train_runtime": row.runtime,
+        "train_samples_per_second": row.samples_per_s,
+        f"delta_{comparison.metric}_pct": row.delta_objective_pct,
+        "delta_runtime_pct": row.delta_runtime_pct,
+        "baseline": row.is_baseline, "best": comparison.best is row,
+        "sweet_spot": comparison.sweet_spot is row, "in_sweep": row.in_sweep,
+        "trial_ids": " ".join(row.trial_ids), "run_ids": " ".join(row.run_ids),
+    })
+    return record
+
+
+def to_frame(comparison: Comparison) -> Any:
+    """The comparison as a pandas DataFrame, one row per trial."""
+    import pandas as pd
+
+    return pd.DataFrame([row_record(comparison, row) for row in comparison.rows])
+
+
+def render_csv(comparison: Comparison) -> str:
+    return str(to_frame(comparison).to_csv(index=False, lineterminator="\n"))
+
+
+def render_json(comparison: Comparison) -> str:
+    data = {
+        "experiment": comparison.experiment, "metric": comparison.metric,
+        "goal": comparison.goal, "target": comparison.target,
+        "tolerance": comparison.tolerance, "tolerance_meaning": comparison.tolerance_text(),
+        "varied_parameters": list(comparison.varied), "counts": dict(comparison.counts),
+        "verdict": comparison.verdict, "verdict_text": comparison.verdict_text,
+        "best": None if comparison.best is None else comparison.best.label,
+        "sweet_spot": None if comparison.sweet_spot is None else comparison.sweet_spot.label,
+        "rows": [row_record(comparison, row) for row in comparison.rows],
+    }
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
+def render(comparison: Comparison, output_format: str) -> str:
+    if output_format == "csv":
+        return render_csv(comparison)
+    if output_format == "json":
+        return render_json(comparison)
+    return render_markdown(comparison)
