@@ -309,11 +309,14 @@ def expand_points(baseline: Mapping[str, Any], sweep: Mapping[str, Any]) -> list
     return [dict(p.changes) for p in resolve_points(baseline, sweep) if p.duplicate_of is None]
 
 
-def expand(experiment: Experiment, image: str) -> list[Trial]:
-    """The experiment's trials, baseline first, duplicates dropped, ids assigned."""
+def expand(experiment: Experiment, image: str, *, enforce_budget: bool = True) -> list[Trial]:
+    """The experiment's trials, baseline first, duplicates dropped, ids assigned.
+
+    ``enforce_budget=False`` is for ``plan``, which shows an over-budget sweep as such.
+    """
     points = [p for p in resolve_points(experiment.baseline, experiment.sweep)
               if p.duplicate_of is None]
-    if len(points) > experiment.budget.max_trials:
+    if enforce_budget and len(points) > experiment.budget.max_trials:
         raise SweepError(f"{experiment.name}: the sweep makes {len(points)} trials (baseline "
                          f"and replicates included); budget.max_trials is "
                          f"{experiment.budget.max_trials}", ("strategy",), "budget-max-trials")

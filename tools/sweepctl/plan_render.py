@@ -1,0 +1,153 @@
+"""Render a ``Plan``: text for terminals, markdown for the PR comment, JSON as data.
+
+The markdown starts with a hidden marker, ``<!-- sweepctl:plan:<experiment> -->``, so
+the workflow that posts it finds and edits its own comment instead of adding another.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sweepctl.plan import Plan, PlannedTrial
+from sweepctl.sweep.identity import format_value
+
+
+def marker(experiment: str) -> str:
+    return f"<!-- sweepctl:plan:{experiment} -->"
+
+
+def _value(value: Any) -> str:
+    return format_value(value) if isinstance(value, float) else (
+        json.dumps(value) if value is None or isinstance(value, bool) else str(value))
+
+
+def _hours(value: float) -> str:
+    return f"{value:g}"
+
+
+def _row(plan: Plan, planned: PlannedTrial, columns: Sequence[str]) -> list[str]:
+    trial = planned.trial
+    cells = [str(trial.index), trial.name, trial.trial_id]
+    for key in columns:
+        if trial.is_baseline:
+            cells.append(_value(plan.baseline[key]) if key in plan.baseline else "(unset)")
+        else:
+            cells.append(_value(trial.params[key]) if key in trial.params else "")
+    cells.append(str(len(trial.params)))
+    if plan.base_ref is not None:
+        cells.append(planned.change or "")
+    if plan.tracking_uri:
+        cells.append(f"reuse {planned.reused_run}" if planned.reused_run else "run")
+    return cells
+
+
+def _headers(plan: Plan, columns: Sequence[str]) -> list[str]:
+    headers = ["#", "trial", "id", *columns, "changed"]
+    if plan.base_ref is not None:
+        headers.append(f"vs {plan.base_ref}")
+    if plan.tracking_uri:
+        headers.append("MLflow")
+    return headers
+
+
+def summary_lines(plan: Plan) -> list[str]:
+    lines = [f"{len(plan.trials)} trial(s) ({plan.strategy}), "
+             f"{_hours(plan.gpu_hours)} GPU-hours of {_hours(plan.gpu_hours_budget)} budgeted "
+             f"({_hours(plan.hours_per_trial)} h per trial), max_trials {plan.max_trials}"]
+    if plan.over_max_trials:
+        lines.append(f"OVER BUDGET: {len(plan.trials)} trials > budget.max_trials "
+                     f"{plan.max_trials}")
+    if plan.over_gpu_hours:
+        lines.append(f"OVER BUDGET: {_hours(plan.gpu_hours)} GPU-hours > budget.gpu_hours "
+                     f"{_hours(plan.gpu_hours_budget)}")
+    if plan.dropped:
+        lines.append(f"{plan.dropped} point(s) equal the baseline or an earlier trial and "
+                     "run once")
+    if plan.base_ref is not None:
+        lines.append(plan.base_note or (
+            f"vs {plan.base_ref}: {plan.count('new')} new, {plan.count('unchanged')} unchanged, "
+            f"{len(plan.removed)} removed"))
+    if plan.tracking_uri:
+        lines.append(plan.reuse_note or (
+            f"{plan.reused} trial(s) reused from FINISHED MLflow runs; "
+            f"{_hours(plan.gpu_hours_to_run)} GPU-hours to run"))
+    return lines
+
+
+def render_text(plan: Plan) -> str:
+    from tabulate import tabulate
+
+    columns = plan.changed_keys
+    rows = [_row(plan, t, columns) for t in plan.trials]
+    out = [f"{plan.experiment} ({plan.path})", *(f"  {line}" for line in summary_lines(plan)),
+           "", tabulate(rows, headers=_headers(plan, columns), tablefmt="simple",
+                        disable_numparse=True)]
+    if plan.removed:
+        out += ["", f"removed vs {plan.base_ref}:"]
+        out += [f"  {t.name} ({t.trial_id})" for t in plan.removed]
+    return "\n".join(out)
+
+
+def _md(text: str) -> str:
+    """A table cell that stays one cell and stays text (no HTML, no pipe, no newline)."""
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(plan: Plan) -> str:
+    from tabulate import tabulate
+
+    columns = plan.changed_keys
+    rows = [[_md(cell) for cell in _row(plan, t, columns)] for t in plan.trials]
+    headers = [_md(h) for h in _headers(plan, columns)]
+    summary = summary_lines(plan)
+    out = [marker(plan.experiment), f"### sweepctl plan: `{plan.experiment}`", ""]
+    if not plan.ok:
+        out += ["> [!CAUTION]", *(f"> {_md(line)}" for line in summary if "OVER" in line), ""]
+    out += [f"- {_md(line)}" for line in summary if "OVER" not in line]
+    out += ["", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
+    if plan.removed:
+        out += ["", f"Removed vs `{_md(plan.base_ref or '')}` (their results stay in MLflow):",
+                ""]
+        out += [f"- `{_md(t.name)}`" for t in plan.removed]
+    out += ["", f"<sub>Image `{_md(plan.image)}`. Trial 0 is the baseline; other rows show "
+            "only the keys they change.</sub>"]
+    return "\n".join(out) + "\n"
+
+
+def plan_data(plan: Plan) -> dict[str, Any]:
+    def trial(planned: PlannedTrial) -> dict[str, Any]:
+        t = planned.trial
+        return {"index": t.index, "name": t.name, "trial_id": t.trial_id, "slug": t.slug,
+                "replicate": t.replicate, "changes": dict(t.params),
+                "changed": len(t.params), "vs_base": planned.change,
+                "reused_run": planned.reused_run}
+
+    return {
+        "experiment": plan.experiment,
+        "path": plan.path,
+        "strategy": plan.strategy,
+        "image": plan.image,
+        "trials": [trial(t) for t in plan.trials],
+        "count": len(plan.trials),
+        "budget": {"max_trials": plan.max_trials, "gpu_hours": plan.gpu_hours_budget,
+                   "hours_per_trial": plan.hours_per_trial},
+        "gpu_hours": plan.gpu_hours,
+        "gpu_hours_to_run": plan.gpu_hours_to_run if plan.tracking_uri else plan.gpu_hours,
+        "over_budget": not plan.ok,
+        "dropped": plan.dropped,
+        "base": None if plan.base_ref is None else {
+            "ref": plan.base_ref, "note": plan.base_note,
+            "new": plan.count("new"), "unchanged": plan.count("unchanged"),
+            "removed": [{"name": t.name, "trial_id": t.trial_id, "changes": dict(t.params)}
+                        for t in plan.removed]},
+        "reuse": None if not plan.tracking_uri else {
+            "reused": plan.reused, "note": plan.reuse_note},
+    }
+
+
+def render_json(plans: Sequence[Plan]) -> str:
+    return json.dumps({"plans": [plan_data(p) for p in plans],
+                       "ok": all(p.ok for p in plans)}, indent=2, default=str)
