@@ -97,13 +97,28 @@ def _tolerations(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if kind is None or isinstance(value, bool) or not isinstance(value, kind):
                 raise RenderError(f"toleration field {str(key)[:40]!r} is unknown or mistyped")
             toleration[key] = value
+        # the API server checks these as a label key and value; fail here, at render time
+        if "key" in toleration:
+            _label_key(toleration["key"])
+        if "value" in toleration:
+            _check(_LABEL_VALUE, toleration["value"], "toleration value")
         result.append(toleration)
     return result
 
 
+def _literal(value: str) -> str:
+    """An env value Kubernetes passes as is: it expands ``$(VAR)`` (which could copy a
+    secret into another variable) and reads ``$$`` as ``$``."""
+    return value.replace("$", "$$")
+
+
 def _tracking_uri(uri: str) -> str:
     # a password in the URI would land in the Job's spec for anyone who can read Jobs
-    if urlsplit(uri).password is not None or "\n" in uri:
+    try:
+        password = urlsplit(uri).password
+    except ValueError as exc:
+        raise RenderError(f"the MLflow tracking URI {uri[:80]!r} is not a valid URI") from exc
+    if password is not None:
         raise RenderError("the MLflow tracking URI must not carry credentials; reference "
                           "MLFLOW_TRACKING_PASSWORD or a token through kubernetes.secret_env")
     return uri
@@ -112,7 +127,7 @@ def _tracking_uri(uri: str) -> str:
 def _env(runtime: KubernetesRuntime, tracking_uri: str) -> tuple[list[dict[str, Any]],
                                                                    list[dict[str, Any]]]:
     env: list[dict[str, Any]] = [
-        {"name": "MLFLOW_TRACKING_URI", "value": _tracking_uri(tracking_uri)},
+        {"name": "MLFLOW_TRACKING_URI", "value": _literal(_tracking_uri(tracking_uri))},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     env_from: list[dict[str, Any]] = []
@@ -153,7 +168,8 @@ def deadline_seconds(hours_per_trial: float) -> int:
 
 
 def output_dir(runtime: KubernetesRuntime, experiment: Experiment, trial: Trial) -> str:
-    return f"{runtime.storage_mount_path.rstrip('/')}/{experiment.name}/{trial.name}"
+    # the experiment name passed its schema; sanitized anyway, as it becomes a path
+    return f"{runtime.storage_mount_path.rstrip('/')}/{label_value(experiment.name)}/{trial.name}"
 
 
 def runner_source() -> str:
@@ -185,8 +201,9 @@ def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntim
         LABEL_EXPERIMENT: label_value(experiment.name),
         LABEL_TRIAL_ID: label_value(trial.trial_id),
     }
-    if runtime.queue:
-        labels[LABEL_QUEUE] = _check(_DNS_LABEL, runtime.queue, "kubernetes.queue")
+    job_labels = dict(labels)
+    if runtime.queue:  # Kueue reads the queue from the Job's own labels
+        job_labels[LABEL_QUEUE] = _check(_DNS_LABEL, runtime.queue, "kubernetes.queue")
 
     train_yaml = yaml.safe_dump(train_config(trial, output_dir(runtime, experiment, trial)),
                                 sort_keys=True, allow_unicode=True)
@@ -234,30 +251,32 @@ def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntim
         "ttlSecondsAfterFinished": runtime.ttl_seconds_after_finished,
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
-    if suspend or runtime.queue:
-        job_spec["suspend"] = True
-
+    # suspension is a scheduling state (Kueue or launch release the Job), not part of the hash
     annotations = {ANNOTATION_TRIAL: trial.name,
                    ANNOTATION_SPEC_HASH: spec_hash_of(job_spec, train_yaml)}
+    if suspend or runtime.queue:
+        job_spec["suspend"] = True
     if git_sha:
         annotations[ANNOTATION_GIT_SHA] = git_sha
     if pr is not None and str(pr):
         annotations[ANNOTATION_PR] = str(pr)
     if spec_hash:
         annotations[ANNOTATION_EXPERIMENT_SPEC] = spec_hash
-    metadata = {"name": name, "namespace": namespace, "labels": labels,
-                "annotations": annotations}
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {**metadata, "labels": dict(labels), "annotations": dict(annotations)},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "annotations": dict(annotations)},
         "data": {
             TRAIN_FILE: train_yaml,
             META_FILE: json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
             RUNNER_FILE: runner_source(),
         },
     }
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": job_spec}
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": name, "namespace": namespace, "labels": job_labels,
+                        "annotations": annotations},
+           "spec": job_spec}
     return [config_map, job]
 
 
