@@ -56,8 +56,9 @@ def test_train_config_sets_what_sweepctl_owns() -> None:
     assert config["output_dir"] == "/storage/lora-rank-sweep/x"
     assert config["run_name"] == trial.name
     assert config["lora_rank"] == 32
-    assert {k: v for k, v in config.items() if k not in ("report_to", "output_dir", "run_name")} \
-        == {k: v for k, v in trial.config.items() if k not in ("report_to", "output_dir", "run_name")}
+    owned = ("report_to", "output_dir", "run_name")
+    assert {k: v for k, v in config.items() if k not in owned} \
+        == {k: v for k, v in trial.config.items() if k not in owned}
     assert trial.config["report_to"] == "wandb"  # the trial itself is not mutated
 
 
