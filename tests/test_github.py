@@ -1,0 +1,103 @@
+"""The sticky comment through PyGithub against a GitHub REST stand-in (pytest-httpserver)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from github_standin import REPO, GitHubStandIn
+from pytest_httpserver import HTTPServer
+from sweepctl.errors import GitHubError
+from sweepctl.mlflow_store import RunRecord
+from sweepctl.report.github import GitHubTarget, StickyComment, pull_request_for_commit
+from sweepctl.report.markdown import GITHUB_COMMENT_LIMIT, comment_body, comment_marker
+from sweepctl.results.compare import build_comparison
+from sweepctl.spec.model import Objective
+from sweepctl.sweep.trial import Trial
+
+MARKER = comment_marker("lora-rank-sweep")
+
+
+@pytest.fixture
+def github(httpserver: HTTPServer) -> Iterator[GitHubStandIn]:
+    yield GitHubStandIn(httpserver).install()
+    httpserver.clear()
+
+
+def target(standin: GitHubStandIn) -> GitHubTarget:
+    return GitHubTarget(repository=REPO, token="t0ken", api_url=standin.url, throttle=False)
+
+
+def sticky(standin: GitHubStandIn, pr: int = 7) -> StickyComment:
+    return StickyComment(target(standin), pr, MARKER, sleep=lambda _: None)
+
+
+def test_created_once_then_edited_over_five_reports(github: GitHubStandIn) -> None:
+    other = github.add(7, "LGTM, but see the other bot's notes")
+    actions = [sticky(github).upsert(f"{MARKER}\nreport {i}\n").action for i in range(5)]
+
+    assert actions == ["created", "updated", "updated", "updated", "updated"]
+    ours = [c for c in github.on(7) if c["body"].startswith(MARKER)]
+    assert len(ours) == 1 and ours[0]["body"] == f"{MARKER}\nreport 4\n"
+    assert github.comments[other]["body"] == "LGTM, but see the other bot's notes"
+    assert all(comment_id != other for _, comment_id in github.writes)
+    assert sticky(github).upsert(f"{MARKER}\nreport 4\n").action == "unchanged"
+
+
+def test_a_comment_quoting_the_marker_is_not_ours(github: GitHubStandIn) -> None:
+    quoted = github.add(7, f"> {MARKER}\n> the old table")
+    assert sticky(github).upsert(f"{MARKER}\nnew\n").action == "created"
+    assert github.comments[quoted]["body"].startswith("> ")
+
+
+def test_a_502_after_the_create_is_retried_without_a_duplicate(github: GitHubStandIn) -> None:
+    github.fail_next += [("GET", 502), ("POST", 502)]
+    waits: list[float] = []
+    result = StickyComment(target(github), 7, MARKER, sleep=waits.append).upsert(f"{MARKER}\nx\n")
+    assert len(waits) == 2
+    assert len(github.on(7)) == 1 and result.action == "unchanged"  # found on retry
+
+
+def test_rate_limit_is_waited_out_and_4xx_is_not_retried(github: GitHubStandIn) -> None:
+    github.fail_next.append(("PATCH", 429))
+    sticky(github).upsert(f"{MARKER}\na\n")
+    assert sticky(github).upsert(f"{MARKER}\nb\n").action == "updated"
+    github.fail_next.append(("PATCH", 422))
+    with pytest.raises(GitHubError, match="HTTP 422"):
+        sticky(github).upsert(f"{MARKER}\nc\n")
+
+
+def test_never_posts_a_body_without_its_marker(github: GitHubStandIn) -> None:
+    with pytest.raises(GitHubError, match="without its marker"):
+        sticky(github).upsert("half a report")
+    assert github.writes == []
+
+
+def test_pull_request_of_a_commit(github: GitHubStandIn) -> None:
+    github.pulls["abc123"] = [12]
+    assert pull_request_for_commit(target(github), "abc123", sleep=lambda _: None) == 12
+    assert pull_request_for_commit(target(github), "def456", sleep=lambda _: None) is None
+
+
+def test_an_oversize_table_keeps_top_rows_under_the_limit(github: GitHubStandIn) -> None:
+    base = {"lora_rank": 8, "learning_rate": 1e-4}
+    trials = [Trial(0, "baseline", {}, base, "t0", "x-baseline-t0")]
+    runs = [RunRecord("r0", "FINISHED", "t0", "x", metrics={"eval_loss": 0.5,
+                                                          "train_runtime": 100.0})]
+    for i in range(1, 3000):
+        params = {"lora_rank": 8 + i, "learning_rate": 1e-4 * (1 + i % 7)}
+        trials.append(Trial(i, f"r{8 + i}-lr{i % 7}", params, {**base, **params}, f"t{i}",
+                            f"x-r{i}-t{i}"))
+        runs.append(RunRecord(f"r{i}", "FINISHED", f"t{i}", "x",
+                              metrics={"eval_loss": 0.3 + (i % 97) / 1000,
+                                       "train_runtime": 100.0 + i}))
+    comparison = build_comparison("lora-rank-sweep", trials, runs,
+                                  Objective("eval_loss", "minimize", 0.4))
+    body = comment_body(comparison, "https://github.example/octo/experiments/blob/HEAD/n.md")
+
+    assert len(body) < GITHUB_COMMENT_LIMIT
+    assert "more row(s) not shown here: [full table in notes.md](https://github.example" in body
+    assert "| baseline " in body and f"| {comparison.best.label if comparison.best else ''} " \
+        in body
+    assert sticky(github).upsert(body).action == "created"
+    assert github.on(7)[0]["body"] == body

@@ -1,0 +1,82 @@
+"""notes.md's generated block: bytes outside the markers survive every write."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sweepctl.errors import SpecError
+from sweepctl.report.notes import BEGIN, END, check_markers, write_block
+
+no_markers = st.text(max_size=200).filter(lambda t: BEGIN not in t and END not in t)
+blocks = st.text(min_size=1, max_size=80).filter(
+    lambda t: BEGIN not in t and END not in t and t.strip("\n") != "")
+
+
+@settings(max_examples=60, deadline=None)
+@given(before=no_markers, inside=no_markers, after=no_markers,
+       writes=st.lists(blocks, min_size=1, max_size=4))
+def test_every_byte_outside_the_markers_survives(before: str, inside: str, after: str,
+                                                 writes: list[str]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "notes.md"
+        head = before.encode("utf-8", "surrogatepass") + BEGIN.encode()
+        tail = END.encode() + after.encode("utf-8", "surrogatepass")
+        path.write_bytes(head + inside.encode("utf-8", "surrogatepass") + tail)
+        for block in writes:
+            write_block(path, block)
+            data = path.read_bytes()
+            assert data.startswith(head) and data.endswith(tail)
+            middle = data[len(head):len(data) - len(tail)]
+            assert middle == ("\n" + block.strip("\n") + "\n").encode("utf-8", "surrogatepass")
+
+
+def test_invalid_utf8_outside_the_markers_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    original = b"\xff\xfe caf\xe9\r\n" + BEGIN.encode() + b"old" + END.encode() + b"\r\n\x80"
+    path.write_bytes(original)
+    write_block(path, "new table")
+    assert path.read_bytes() == original.replace(b"old", b"\nnew table\n")
+
+
+def test_created_when_missing_and_appended_at_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    assert write_block(path, "table") is True
+    assert path.read_text() == f"{BEGIN}\ntable\n{END}\n"
+    path.write_text("# My notes\nno markers yet")
+    write_block(path, "table")
+    assert path.read_text() == f"# My notes\nno markers yet\n\n{BEGIN}\ntable\n{END}\n"
+    assert write_block(path, "table") is False  # same content: the file is left alone
+
+
+def test_the_write_is_atomic_and_keeps_the_mode(tmp_path: Path) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text(f"a\n{BEGIN}\n{END}\n")
+    os.chmod(path, 0o640)
+    write_block(path, "x")
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.md"]  # no temp file left over
+
+
+@pytest.mark.parametrize(("text", "where", "message"), [
+    (f"a\n{BEGIN}\nb\n{END}\n  {BEGIN}\n{END}\n", ":5:3:", "duplicate"),
+    (f"a\n{BEGIN}\n{END}\n{END}\n", ":4:1:", "duplicate"),
+    (f"intro\n{END}\nx\n{BEGIN}\n", ":2:1:", "comes before"),
+    (f"intro\n\n    {BEGIN}\nno end\n", ":3:5:", "has no matching"),
+    (f"{END}\n", ":1:1:", "has no matching"),
+])
+def test_malformed_markers_are_an_error_and_nothing_is_written(
+        tmp_path: Path, text: str, where: str, message: str) -> None:
+    path = tmp_path / "notes.md"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        check_markers(path)
+    assert f"{path}{where} error: " in str(caught.value) and message in str(caught.value)
+    assert str(caught.value).endswith("[notes-markers]")
+    with pytest.raises(SpecError):
+        write_block(path, "table")
+    assert path.read_text() == text

@@ -1,0 +1,112 @@
+"""notes.md's generated block: sweepctl writes only between the two markers.
+
+Every byte outside the markers survives (the file is handled as bytes, decoded with
+surrogateescape so even invalid UTF-8 round-trips), the write is atomic (temp file in
+the same folder + os.replace), and malformed markers stop the write with a
+``path:line:col: error:`` message instead of guessing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from sweepctl.errors import SpecError, SweepctlError
+
+BEGIN = "<!-- sweepctl:results:begin -->"
+END = "<!-- sweepctl:results:end -->"
+RULE = "notes-markers"
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, col
+
+
+def _occurrences(text: str, marker: str) -> list[int]:
+    found, start = [], 0
+    while (at := text.find(marker, start)) != -1:
+        found.append(at)
+        start = at + len(marker)
+    return found
+
+
+def find_block(text: str, path: Path) -> tuple[int, int] | None:
+    """(start, end) of the text between the markers, or None when there are none."""
+    begins, ends = _occurrences(text, BEGIN), _occurrences(text, END)
+
+    def fail(offset: int, message: str) -> SpecError:
+        line, col = _position(text, offset)
+        return SpecError(message, path, line, col, RULE)
+
+    if len(begins) > 1:
+        raise fail(begins[1], f"duplicate {BEGIN} (the first is on line "
+                              f"{_position(text, begins[0])[0]}); keep one pair of markers")
+    if len(ends) > 1:
+        raise fail(ends[1], f"duplicate {END} (the first is on line "
+                            f"{_position(text, ends[0])[0]}); keep one pair of markers")
+    if begins and not ends:
+        raise fail(begins[0], f"{BEGIN} has no matching {END}")
+    if ends and not begins:
+        raise fail(ends[0], f"{END} has no matching {BEGIN}")
+    if not begins:
+        return None
+    if ends[0] < begins[0]:
+        raise fail(ends[0], f"{END} comes before {BEGIN}")
+    return begins[0] + len(BEGIN), ends[0]
+
+
+def splice(text: str, block: str, path: Path) -> str:
+    """The new text: ``block`` between the markers, appended with them when missing."""
+    body = "\n" + block.strip("\n") + "\n"
+    span = find_block(text, path)
+    if span is not None:
+        start, end = span
+        return text[:start] + body + text[end:]
+    separator = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n")
+                                                              else "\n\n")
+    return f"{text}{separator}{BEGIN}{body}{END}\n"
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise SweepctlError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def check_markers(path: Path) -> None:
+    """Raise the ``path:line:col`` error for malformed markers before any other work."""
+    find_block(read_text(path), path)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(temp, mode)
+        os.replace(temp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise SweepctlError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def write_block(path: Path, block: str) -> bool:
+    """Put ``block`` between the markers of ``path``; True when the file changed."""
+    text = read_text(path)
+    new = splice(text, block, path)
+    if new == text and path.exists():
+        return False
+    atomic_write(path, new.encode("utf-8", "surrogateescape"))
+    return True
