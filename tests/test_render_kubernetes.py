@@ -1,0 +1,297 @@
+"""render/kubernetes.py and `sweepctl render`: schema-valid objects, hostile values inert."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sweepctl.cli.main import main
+from sweepctl.render.kubernetes import (
+    ANNOTATION_SPEC_HASH,
+    COMMAND,
+    LABEL_EXPERIMENT,
+    LABEL_QUEUE,
+    RenderError,
+    label_value,
+    render_stream,
+    render_trial,
+)
+from sweepctl.runtime import KubernetesRuntime, SecretEnv
+from sweepctl.spec.model import Budget, Dataset, Experiment, Objective
+from sweepctl.sweep.trial import Trial
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+K8S_VERSION = kubernetes_validate.utils.latest_version()
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+HOSTILE = [
+    '"; rm -rf / #',
+    "line one\nline two: injected",
+    "$(touch /tmp/pwned)",
+    "`id`",
+    "---\napiVersion: v1\nkind: Secret\n",
+    "x" * 10_000,
+    "ünïcödé ✓ 日本語 \u2028 \U0001f600",
+    "'single' \"double\" \\back",
+    "{{ .Values.x }} ${HOME} $$",
+    " \t\r\n ",
+]
+SECRET_VALUE = "s3cr3t-token-value-never-rendered"
+RUNTIME = KubernetesRuntime(
+    namespace="llm-training", image="ghcr.io/example/train:0.9.5", gpus_per_trial=2,
+    cpu="8", memory="64Gi", service_account="llm-trainer",
+    node_selector={"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"},
+    tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
+    storage_pvc="llm-storage", storage_mount_path="/storage",
+    secret_env=(SecretEnv("mlflow-credentials"), SecretEnv("hf-token", "HF_TOKEN", "token")),
+)
+
+
+def make_experiment(**changes: Any) -> Experiment:
+    experiment = Experiment(
+        path=Path("experiments/lora-rank-sweep"), name="lora-rank-sweep", title="t",
+        owner="anna@example.com", hypothesis="h", phase="hyperparameter_search",
+        objective=Objective("eval_loss", "minimize", 0.4),
+        budget=Budget(max_trials=10, gpu_hours=40, hours_per_trial=3.0),
+        dataset=Dataset("support-chat", "v2.1.0", "3f1c" * 16),
+        mlflow_experiment="llama-finetuning", tags={"model.base": "llama-3-8b"},
+        runtime={}, baseline={}, sweep={}, checklist={},
+    )
+    return dataclasses.replace(experiment, **changes)
+
+
+def make_trial(**config: Any) -> Trial:
+    full = {"model_name_or_path": "/storage/models/base", "lora_rank": 16, "seed": 42, **config}
+    return Trial(index=1, slug="r16", params=config, config=full, trial_id="7c1e2a9f00",
+                 name="lora-rank-sweep-r16-7c1e2a9f00")
+
+
+def render(experiment: Experiment | None = None, trial: Trial | None = None,
+           runtime: KubernetesRuntime = RUNTIME, **options: Any) -> list[dict[str, Any]]:
+    kwargs: dict[str, Any] = {"git_sha": "a" * 40, "pr": 12, "spec_hash": "cfbf8792f057afce",
+                              "parent_run_id": "0123abcd", "tracking_uri": "http://mlflow:5000"}
+    kwargs.update(options)
+    return render_trial(experiment or make_experiment(), trial or make_trial(), runtime, **kwargs)
+
+
+def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    job = objects[1]
+    result: dict[str, Any] = job["spec"]["template"]["spec"]["containers"][0]
+    return result
+
+
+def assert_valid_and_inert(objects: list[dict[str, Any]], *hostile: str) -> None:
+    """Schema-valid, round-trips through the stream, and no value reaches argv or env names."""
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Job"]
+    for obj in objects:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        for key, value in obj["metadata"].get("labels", {}).items():
+            assert LABEL_VALUE.match(value) and len(value) <= 63, (key, value)
+    assert list(yaml.safe_load_all(render_stream(objects))) == objects
+    box = container(objects)
+    assert box["command"] == COMMAND
+    assert "args" not in box
+    assert all(ENV_NAME.match(item["name"]) for item in box["env"])
+    for text in hostile:
+        assert all(text not in part for part in box["command"])
+        assert all(text != item["name"] for item in box["env"])
+
+
+def test_objects_follow_the_design_and_validate() -> None:
+    objects = render()
+    assert_valid_and_inert(objects)
+    config_map, job = objects
+    assert config_map["metadata"]["name"] == job["metadata"]["name"] == make_trial().name
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == int(3.0 * 3600 * 1.5)
+    assert spec["ttlSecondsAfterFinished"] == 86400
+    assert "suspend" not in spec
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["serviceAccountName"] == "llm-trainer"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["storage"]["persistentVolumeClaim"]["claimName"] == "llm-storage"
+    assert volumes["sweepctl"]["configMap"]["name"] == config_map["metadata"]["name"]
+    box = container(objects)
+    assert box["image"] == "ghcr.io/example/train:0.9.5"
+    assert box["resources"]["limits"] == {"nvidia.com/gpu": "2", "cpu": "8", "memory": "64Gi"}
+    assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in box["env"]
+    labels = job["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "sweepctl"
+    assert labels[LABEL_EXPERIMENT] == "lora-rank-sweep"
+    assert labels["sweepctl.io/trial-id"] == "7c1e2a9f00"
+    assert LABEL_QUEUE not in labels
+    annotations = job["metadata"]["annotations"]
+    assert annotations["sweepctl.io/git-sha"] == "a" * 40
+    assert annotations["sweepctl.io/pr"] == "12"
+    assert re.fullmatch(r"[0-9a-f]{16}", annotations[ANNOTATION_SPEC_HASH])
+    train = yaml.safe_load(config_map["data"]["train.yaml"])
+    assert train["report_to"] == "mlflow" and train["run_name"] == make_trial().name
+    assert train["output_dir"] == f"/storage/lora-rank-sweep/{make_trial().name}"
+    meta = json.loads(config_map["data"]["meta.json"])
+    assert meta["parent_run_id"] == "0123abcd"
+    assert meta["tags"]["sweepctl.trial_id"] == "7c1e2a9f00"
+    runner = (REPO_ROOT / "tools/sweepctl/runner/trial_runner.py").read_text()
+    assert config_map["data"]["trial_runner.py"] == runner
+
+
+def test_the_stream_passes_the_kubernetes_validate_cli(tmp_path: Path) -> None:
+    queued = dataclasses.replace(RUNTIME, queue="gpu-a100")
+    stream = render_stream([*render(), *render(runtime=queued, trial=make_trial(lora_rank=32))])
+    path = tmp_path / "trials.yaml"
+    path.write_text(stream)
+    result = subprocess.run([str(Path(sys.executable).parent / "kubernetes-validate"),
+                             "--strict", "-k", K8S_VERSION, str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 4
+
+
+def test_queue_and_suspend() -> None:
+    plain_hash = render()[1]["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    queued = render(runtime=dataclasses.replace(RUNTIME, queue="gpu-a100"))
+    assert queued[1]["metadata"]["labels"][LABEL_QUEUE] == "gpu-a100"
+    assert queued[1]["spec"]["suspend"] is True
+    assert LABEL_QUEUE not in queued[0]["metadata"]["labels"]
+    suspended = render(suspend=True)
+    assert suspended[1]["spec"]["suspend"] is True
+    # suspension is scheduling, not spec: launch must not see a changed Job
+    assert suspended[1]["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == plain_hash
+    assert_valid_and_inert(queued)
+
+
+def test_spec_hash_follows_the_job_not_the_commit() -> None:
+    first = render()[1]["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+    other_commit = render(git_sha="b" * 40, pr=13, parent_run_id="ffff")
+    assert other_commit[1]["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == first
+    bigger = render(runtime=dataclasses.replace(RUNTIME, gpus_per_trial=4))
+    assert bigger[1]["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != first
+    changed = render(trial=make_trial(learning_rate=1e-4))
+    assert changed[1]["metadata"]["annotations"][ANNOTATION_SPEC_HASH] != first
+
+
+def test_without_storage_the_output_goes_to_an_empty_dir() -> None:
+    objects = render(runtime=KubernetesRuntime(gpus_per_trial=0))
+    assert_valid_and_inert(objects)
+    volumes = {v["name"]: v for v in objects[1]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["storage"] == {"name": "storage", "emptyDir": {}}
+    assert "resources" not in container(objects)
+
+
+def test_secrets_are_references_only() -> None:
+    objects = render()
+    box = container(objects)
+    assert {"name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in box["env"]
+    assert box["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
+    assert {item["name"] for item in box["env"] if "value" in item} == {
+        "MLFLOW_TRACKING_URI", "PYTHONUNBUFFERED"}
+
+
+def test_a_password_in_the_tracking_uri_is_refused_and_not_repeated() -> None:
+    with pytest.raises(RenderError) as caught:
+        render(tracking_uri=f"https://user:{SECRET_VALUE}@mlflow.example.com")
+    assert SECRET_VALUE not in str(caught.value)
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_values_in_yaml_fields_stay_data(text: str) -> None:
+    experiment = make_experiment(
+        name=text, title=text, owner=text, hypothesis=text, phase=text,
+        tags={text: text, "ok": text}, mlflow_experiment=text,
+        dataset=Dataset(text, text, text),
+    )
+    trial = make_trial(lora_target=text, **{text: text, "nested": {"k": [text]}})
+    trial = dataclasses.replace(trial, trial_id=text, slug=text)
+    objects = render(experiment, trial, git_sha=text, pr=text, spec_hash=text,
+                     parent_run_id=text, tracking_uri=f"http://mlflow:5000/{text.strip()}")
+    assert_valid_and_inert(objects, text)
+    data = objects[0]["data"]
+    train = yaml.safe_load(data["train.yaml"])
+    assert train[text] == text and train["lora_target"] == text
+    assert train["nested"] == {"k": [text]}
+    meta = json.loads(data["meta.json"])
+    assert meta["tags"][text] == text and meta["mlflow_experiment"] == text
+    assert meta["tags"]["sweepctl.experiment"] == text
+    assert objects[1]["metadata"]["labels"][LABEL_EXPERIMENT] == label_value(text)
+    uri = next(e["value"] for e in container(objects)["env"] if e["name"] == "MLFLOW_TRACKING_URI")
+    assert "$(" not in uri.replace("$$", "")  # Kubernetes would expand $(VAR) references
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.text(min_size=1, max_size=40), value=st.text(max_size=300))
+def test_any_text_in_config_and_tags_round_trips(key: str, value: str) -> None:
+    experiment = make_experiment(tags={key: value})
+    objects = render(experiment, make_trial(**{key: value}))
+    assert_valid_and_inert(objects, key)
+    assert yaml.safe_load(objects[0]["data"]["train.yaml"])[key] == value
+    assert json.loads(objects[0]["data"]["meta.json"])["tags"][key] == value
+
+
+@pytest.mark.parametrize("field", [
+    "namespace", "image", "queue", "service_account", "storage_pvc", "storage_mount_path",
+    "gpu_resource", "cpu", "memory"])
+@pytest.mark.parametrize("text", [t for t in HOSTILE if t.strip()][:6])
+def test_hostile_runtime_identifiers_are_refused(field: str, text: str) -> None:
+    runtime = dataclasses.replace(RUNTIME, **{field: text})
+    with pytest.raises(RenderError) as caught:
+        render(runtime=runtime)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("runtime", [
+    dataclasses.replace(RUNTIME, secret_env=(SecretEnv("hf-token", "$(HF_TOKEN)", "token"),)),
+    dataclasses.replace(RUNTIME, secret_env=(SecretEnv("hf-token", "A=B", "token"),)),
+    dataclasses.replace(RUNTIME, secret_env=(SecretEnv("Bad Secret\n"),)),
+    dataclasses.replace(RUNTIME, node_selector={"gpu": "$(id)"}),
+    dataclasses.replace(RUNTIME, node_selector={"`id`": "a100"}),
+    dataclasses.replace(RUNTIME, tolerations=({"key": "gpu", "command": ["sh"]},)),
+    dataclasses.replace(RUNTIME, tolerations=({"key": "gpu", "value": "a\nb"},)),
+    dataclasses.replace(RUNTIME, gpus_per_trial=True),
+])
+def test_hostile_env_names_selectors_and_tolerations_are_refused(
+        runtime: KubernetesRuntime) -> None:
+    with pytest.raises(RenderError):
+        render(runtime=runtime)
+
+
+@pytest.mark.parametrize("text", ["lora-rank-sweep", "a" * 63, "a" * 64, "Bad Name!", "-x-",
+                                  "ü", ""])
+def test_label_values_are_always_valid(text: str) -> None:
+    value = label_value(text)
+    assert LABEL_VALUE.match(value) and len(value) <= 63
+    if LABEL_VALUE.match(text) and len(text) <= 63:
+        assert value == text
+    assert label_value("x" * 70) != label_value("x" * 71)  # still unique when shortened
+
+
+def test_render_command_prints_a_stream(capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path) -> None:
+    folder = REPO_ROOT / "experiments" / "lora-rank-sweep"
+    assert main(["render", str(folder), "--git-sha", "c" * 40, "--pr", "5"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert len(docs) >= 2 and len(docs) % 2 == 0
+    assert [d["kind"] for d in docs[:2]] == ["ConfigMap", "Job"]
+    assert docs[1]["metadata"]["annotations"]["sweepctl.io/pr"] == "5"
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+    out = tmp_path / "rendered"
+    assert main(["render", str(folder), "--output", str(out)]) == 0
+    files = sorted(out.glob("*.yaml"))
+    assert len(files) == len(docs) // 2
+    assert "rendered into" in capsys.readouterr().err
