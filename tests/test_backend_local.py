@@ -1,0 +1,188 @@
+"""The local backend: the real trial runner in subprocesses, with a fake quick LLaMA-Factory
+(and torch) on PYTHONPATH, against a real MLflow store; plus, when the trainer venv exists,
+the real LLaMA-Factory on the tiny model (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sweepctl.backends import Outcome
+from sweepctl.backends.local import LocalBackend, LocalTrial
+from sweepctl.launch import LaunchOptions, LaunchReport, launch
+from test_launch import make_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+RUNNER = REPO / "tools" / "sweepctl" / "runner" / "trial_runner.py"
+TRAINER_PYTHON = Path(os.environ.get("SWEEPCTL_TRAINER_PYTHON",
+                                     REPO / ".venv-trainer" / "bin" / "python"))
+
+FAKE_TUNER = '''
+import json, os, time
+import mlflow
+
+def run_exp(config):
+    stamp = os.environ["FAKE_TRAINER_STAMPS"]
+    start = time.time()
+    open(os.path.join(stamp, "started-" + config["run_name"]), "w").close()
+    time.sleep(float(config.get("fake_sleep", 0.3)))
+    if config.get("lora_rank") == int(os.environ.get("FAKE_TRAINER_FAIL_RANK", "-1")):
+        raise RuntimeError("fake trainer: diverged")
+    mlflow.log_metric("eval_loss", 5.0 - 100 * config["learning_rate"] - config["lora_rank"] / 100)
+    mlflow.log_metric("train_runtime", time.time() - start)
+    with open(os.path.join(stamp, config["run_name"]), "w") as handle:
+        json.dump([start, time.time()], handle)
+'''
+
+
+@pytest.fixture(scope="module")
+def fake_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stand-ins for torch and llamafactory: the runner is real, training takes 0.3 s."""
+    site = tmp_path_factory.mktemp("fake-site")
+    (site / "torch").mkdir()
+    (site / "torch" / "__init__.py").write_text(
+        "__version__ = '0.0-fake'\nclass version:\n    cuda = None\n"
+        "class cuda:\n    @staticmethod\n    def is_available():\n        return False\n")
+    tuner = site / "llamafactory" / "train"
+    tuner.mkdir(parents=True)
+    for package in (site / "llamafactory", tuner, site / "llamafactory" / "hparams"):
+        package.mkdir(exist_ok=True)
+        (package / "__init__.py").write_text("")
+    (site / "llamafactory" / "hparams" / "training_args.py").write_text(
+        "from dataclasses import dataclass\n@dataclass\nclass TrainingArguments:\n"
+        "    learning_rate: float = 0.0\n")
+    (tuner / "tuner.py").write_text(FAKE_TUNER)
+    return site
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow-local') / 'mlflow.db'}"
+
+
+def local_options(tmp_path: Path, store: str, fake_site: Path, **env: str) -> LaunchOptions:
+    stamps = tmp_path / "stamps"
+    stamps.mkdir(exist_ok=True)
+    child_env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+                 "PYTHONPATH": str(fake_site), "FAKE_TRAINER_STAMPS": str(stamps), **env}
+    return LaunchOptions(backend="local", tracking_uri=store, git_sha="abc123",
+                         state_dir=tmp_path / ".sweepctl", env=child_env)
+
+
+def outcomes(report: LaunchReport) -> dict[str, Outcome]:
+    return {r.name: r.outcome for e in report.experiments for r in e.results}
+
+
+def test_local_launch_runs_trials_in_parallel_then_reuses_them(
+        tmp_path: Path, store: str, fake_site: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    folder = make_experiment(tmp_path, "local-demo")
+    opts = local_options(tmp_path, store, fake_site)
+    report = launch([folder], opts)
+    assert report.ok, report.not_launched
+    assert set(outcomes(report).values()) == {Outcome.LAUNCHED}
+    names = set(outcomes(report))
+    # one log file per trial, and never more than max_parallel (2) at once
+    for name in names:
+        log = tmp_path / ".sweepctl" / "runs" / "tiny-lora-demo" / name / "trial.log"
+        assert "FINISHED" in log.read_text()
+    spans = [json.loads(p.read_text()) for p in (tmp_path / "stamps").iterdir()
+             if not p.name.startswith("started-")]
+    assert len(spans) == 4
+    assert max(sum(1 for s in spans if s[0] <= t < s[1]) for t, _ in spans) <= 2
+    client = MlflowClient(tracking_uri=store)
+    experiment_id = client.get_experiment_by_name("local-demo").experiment_id
+    runs = client.search_runs([experiment_id], "tags.`sweepctl.role` = 'trial'")
+    assert {r.data.tags["sweepctl.trial"] for r in runs} == names
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    parent = report.experiments[0].parent_run_id
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent}
+
+    started = time.monotonic()
+    again = launch([folder], opts)
+    assert again.ok and set(outcomes(again).values()) == {Outcome.REUSED}
+    assert time.monotonic() - started < 10
+
+
+def test_failed_trial_is_named_with_its_log_and_retried_next_time(
+        tmp_path: Path, store: str, fake_site: Path) -> None:
+    folder = make_experiment(tmp_path, "local-fail")
+    report = launch([folder], local_options(tmp_path, store, fake_site,
+                                            FAKE_TRAINER_FAIL_RANK="16"))
+    failed = report.not_launched
+    assert len(failed) == 2 and all("-r16-" in r.name for r in failed)
+    assert all("trial.log" in r.detail and "exited with 1" in r.detail for r in failed)
+    fixed = launch([folder], local_options(tmp_path, store, fake_site))
+    assert fixed.ok
+    assert sorted(outcomes(fixed).values()) == [Outcome.LAUNCHED] * 2 + [Outcome.REUSED] * 2
+
+
+def test_ctrl_c_stops_the_children_and_their_runs_end_killed(
+        tmp_path: Path, store: str, fake_site: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    opts = local_options(tmp_path, store, fake_site)
+    backend = LocalBackend(sys.executable, RUNNER, tmp_path / ".sweepctl", store, 2,
+                           opts.env)
+    meta = {"version": 1, "mlflow_experiment": "local-kill", "run_name": "slow",
+            "tags": {"sweepctl.trial_id": "slow1", "sweepctl.role": "trial"},
+            "parent_run_id": None, "log_params": []}
+    trial = LocalTrial("slow1", "slow", {"fake_sleep": 60, "run_name": "slow",
+                                          "learning_rate": 0.1, "lora_rank": 8}, meta)
+    started = tmp_path / "stamps" / "started-slow"
+
+    def interrupt_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if started.is_file():  # inside LLaMA-Factory, where a real Ctrl-C lands
+                break
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        backend.run("exp", [trial])
+    client = MlflowClient(tracking_uri=store)
+    experiment_id = client.get_experiment_by_name("local-kill").experiment_id
+    runs = client.search_runs([experiment_id])
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert backend.observe("exp")["slow1"].phase == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TRAINER_PYTHON.is_file(), reason="the trainer venv is not installed")
+def test_real_llamafactory_on_the_tiny_model(tmp_path: Path, store: str) -> None:
+    probe = subprocess.run([str(TRAINER_PYTHON), "-c", "from transformers import LlamaConfig"],
+                           capture_output=True, check=False)
+    if probe.returncode:
+        pytest.skip("the trainer venv cannot import transformers (see demo/install_trainer.sh)")
+    folder = make_experiment(tmp_path, "local-real")
+    subprocess.run([str(TRAINER_PYTHON), str(REPO / "demo" / "build_tiny_model.py"),
+                    str(tmp_path / ".sweepctl" / "tiny")], check=True, capture_output=True)
+    defaults = folder.parent / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace(sys.executable, str(TRAINER_PYTHON)))
+    sweep = folder / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("learning_rate: [1.0e-3, 5.0e-3]",
+                                               "learning_rate: [1.0e-3]"))
+    env: dict[str, Any] = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+                           "HF_HUB_OFFLINE": "1"}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # the demo's paths (.sweepctl/tiny/...) are relative to the repo root
+    try:
+        report = launch([folder], LaunchOptions(backend="local", tracking_uri=store,
+                                                state_dir=tmp_path / ".sweepctl", env=env))
+    finally:
+        os.chdir(cwd)
+    assert report.ok, [(r.name, r.detail) for r in report.not_launched]
+    assert len(outcomes(report)) == 2
+    shutil.rmtree(tmp_path / ".sweepctl" / "tiny", ignore_errors=True)
