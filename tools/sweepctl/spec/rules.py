@@ -187,7 +187,9 @@ def _claim_problem(item: str, folder: Path, docs: Mapping[str, Document]) -> str
         return doc
 
     def where(doc: Document, *path: str) -> str:
-        return f"{doc.path.name}:{doc.mark(tuple(path)).line}"
+        # a line only when the key exists: the root's line would point at nothing useful
+        key: Key = tuple(path)
+        return f"{doc.path.name}:{doc.values[key].line}" if key in doc.values else doc.path.name
 
     try:
         if item == "baseline_defined":
