@@ -189,7 +189,8 @@ def _claim_problem(item: str, folder: Path, docs: Mapping[str, Document]) -> str
     def where(doc: Document, *path: str) -> str:
         # a line only when the key exists: the root's line would point at nothing useful
         key: Key = tuple(path)
-        return f"{doc.path.name}:{doc.values[key].line}" if key in doc.values else doc.path.name
+        mark = doc.keys.get(key) or doc.values.get(key)
+        return f"{doc.path.name}:{mark.line}" if mark is not None else doc.path.name
 
     try:
         if item == "baseline_defined":
