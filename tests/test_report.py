@@ -1,0 +1,161 @@
+"""`sweepctl report` end to end: a real MLflow server, the GitHub stand-in, real git."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+from github_standin import REPO, GitHubStandIn
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from mlflow_runs import log_trial, make_experiment, result, trials_of
+from pytest_httpserver import HTTPServer
+from sweepctl.cli.main import main
+from sweepctl.report.markdown import comment_marker
+from sweepctl.report.notes import BEGIN, END
+
+
+@pytest.fixture
+def github(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubStandIn]:
+    standin = GitHubStandIn(httpserver).install()
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+    monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
+    monkeypatch.setenv("GITHUB_API_URL", standin.url)
+    yield standin
+    httpserver.clear()
+
+
+def report(folder: Path, uri: str, capsys: pytest.CaptureFixture[str],
+           monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    capsys.readouterr()
+    code = main(["report", str(folder), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def finish(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    client.log_batch(run_id, metrics=[Metric(k, v, 0, 3) for k, v in metrics.items()])
+    client.set_terminated(run_id, "FINISHED")
+
+
+def test_one_comment_moves_through_the_states(
+        tmp_path: Path, mlflow_server: str, github: GitHubStandIn,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    notes = folder / "notes.md"
+    before, after = notes.read_bytes().split(BEGIN.encode())[0], \
+        notes.read_bytes().split(END.encode())[1]
+    github.add(7, "a human's review comment")
+    client = MlflowClient(mlflow_server)
+    states = []
+
+    def step() -> None:
+        code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--pr", "7", "--notes")
+        assert code == 0, err
+        ours = [c for c in github.on(7) if c["body"].startswith(comment_marker(experiment.name))]
+        assert len(ours) == 1
+        states.append(ours[0]["body"].splitlines()[2])
+
+    step()
+    run_ids = [log_trial(client, experiment, t, status="RUNNING") for t in trials]
+    step()
+    for run_id, values in zip(run_ids, [(0.45, 100.0), (0.39, 150.0), (0.385, 300.0)],
+                              strict=True):
+        finish(client, run_id, result(*values))
+        step()
+
+    assert states == [
+        "### sweepctl · `lora-rank-sweep` · planned",
+        "### sweepctl · `lora-rank-sweep` · launched",
+        "### sweepctl · `lora-rank-sweep` · running (1 of 3 finished)",
+        "### sweepctl · `lora-rank-sweep` · running (2 of 3 finished)",
+        "### sweepctl · `lora-rank-sweep` · results",
+    ]
+    assert [m for m, _ in github.writes] == ["POST", "PATCH", "PATCH", "PATCH", "PATCH"]
+    final = next(c for c in github.on(7) if c["body"].startswith("<!-- sweepctl:report"))
+    assert "target met: best eval_loss 0.385 (r32-a64)" in final["body"]
+    assert f"{mlflow_server}/#/experiments/" in final["body"]  # trial names link to runs
+    assert next(c for c in github.on(7) if c["body"] == "a human's review comment")
+    text = notes.read_bytes()
+    assert text.startswith(before) and text.endswith(after)
+    block = text.decode().split(BEGIN)[1].split(END)[0]
+    assert "**Sweet spot:** r16-a32" in block and "![eval_loss vs lora_rank](plots/lora_rank.png)" \
+        in block
+    assert (folder / "plots" / "lora_rank.png").is_file()
+
+
+def test_the_pr_is_found_from_the_commit_that_added_the_experiment(
+        git_repo: Path, mlflow_server: str, github: GitHubStandIn,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(git_repo)
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "Add lora-rank-sweep"], cwd=git_repo, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=git_repo, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    (folder / "notes.md").write_text("later edit\n")
+    subprocess.run(["git", "commit", "-qam", "notes"], cwd=git_repo, check=True)
+    github.pulls[sha] = [12]
+
+    code, _, err = report(folder, mlflow_server, capsys, monkeypatch)
+
+    assert code == 0, err
+    assert len(github.on(12)) == 1 and f"{REPO}#12: comment created" in err
+
+
+def test_the_runs_pr_tag_wins(tmp_path: Path, mlflow_server: str, github: GitHubStandIn,
+                              capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    log_trial(MlflowClient(mlflow_server), experiment, trials[0], metrics=result(0.4, 9.0), pr=5)
+    code, _, err = report(folder, mlflow_server, capsys, monkeypatch)
+    assert code == 0, err
+    assert len(github.on(5)) == 1
+
+
+def test_mlflow_down_writes_and_posts_nothing(
+        tmp_path: Path, github: GitHubStandIn, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    notes = folder / "notes.md"
+    original = notes.read_bytes()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+
+    code, out, err = report(folder, f"http://127.0.0.1:{free_port()}", capsys, monkeypatch,
+                            "--pr", "7", "--notes")
+
+    assert code == 1 and out == ""
+    assert err.startswith("sweepctl: error: mlflow: ") and len(err.strip().splitlines()) == 1
+    assert notes.read_bytes() == original
+    assert github.comments == {} and github.writes == []
+    assert not (folder / "plots").exists()
+
+
+def test_malformed_markers_stop_the_report(
+        tmp_path: Path, mlflow_server: str, github: GitHubStandIn,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    notes = folder / "notes.md"
+    notes.write_text(f"# notes\n{END}\n{BEGIN}\n")
+    code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--pr", "7", "--notes")
+    assert code == 1
+    assert f"{notes}:2:1: error: {END} comes before {BEGIN} [notes-markers]" in err
+    assert github.writes == [] and notes.read_text() == f"# notes\n{END}\n{BEGIN}\n"
+
+
+def test_without_github_the_body_is_printed(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    code, out, err = report(folder, mlflow_server, capsys, monkeypatch)
+    assert code == 0
+    assert out.startswith(comment_marker("lora-rank-sweep")) and "planned" in out
+    assert "comment not posted" in err
+    code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--pr", "3")
+    assert code == 2 and "GITHUB_TOKEN" in err
