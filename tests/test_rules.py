@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sweepctl.findings import Finding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sweepctl.findings import Finding, Findings
+from sweepctl.spec.model import FILE_KINDS
+from sweepctl.spec.rules import check_rules
+from sweepctl.spec.schemas import check_schema
 from sweepctl.spec.validate import validate_paths
+from sweepctl.spec.yamlload import Document
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE = REPO_ROOT / "experiments" / "lora-rank-sweep"
@@ -137,3 +144,46 @@ def test_names_are_unique_across_folders(exp: Path, tmp_path: Path) -> None:
     dupes = [f for f in validate_paths([exp, other]).findings if f.rule == "duplicate-name"]
     assert {f.path for f in dupes} == {str(exp / "experiment.yaml"),
                                        str(other / "experiment.yaml")}
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(
+    max_size=8)
+_data = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.sampled_from(["name", "strategy", "parameters", "trials", "derived", "seed", "lora_rank",
+                     "objective", "budget", "dataset", "version", "metric", "target",
+                     "seed_set", "baseline_defined", "low", "high", "choices", "x"]),
+    inner, max_size=5), max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({kind: _data for kind in FILE_KINDS}))
+def test_rules_never_raise_on_any_data(data: dict[str, Any]) -> None:
+    # whatever shape the files have, the user gets findings, never a traceback
+    folder = Path("/nonexistent/demo")
+    docs = {kind: Document(folder / f"{kind}.yaml", value) for kind, value in data.items()}
+    found = Findings()
+    schema_ok = {kind: check_schema(doc, kind, found) for kind, doc in docs.items()}
+    check_rules(folder, docs, schema_ok, found)
+    assert all(f.line >= 1 and f.col >= 1 and f.rule for f in found)
+
+
+def _example_data() -> dict[str, Any]:
+    from sweepctl.spec.yamlload import load_document
+    return {kind: load_document(SOURCE / f"{kind}.yaml").data for kind in FILE_KINDS}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(FILE_KINDS), st.text(max_size=3) | st.sampled_from(
+    ["seed", "lora_rank", "lora_alpha", "val_size", "parameters", "derived", "trials",
+     "strategy", "budget", "objective", "dataset", "name", "eval_dataset", "quantization_bit"]),
+    _data)
+def test_rules_never_raise_on_a_mutated_example(kind: str, key: str, value: Any) -> None:
+    # one key of a valid experiment replaced by anything: the gates behind the schemas hold
+    data = _example_data()
+    if isinstance(data[kind], dict):
+        data[kind][key] = value
+    folder = SOURCE
+    docs = {k: Document(folder / f"{k}.yaml", v) for k, v in data.items()}
+    found = Findings()
+    schema_ok = {k: check_schema(doc, k, found) for k, doc in docs.items()}
+    check_rules(folder, docs, schema_ok, found)

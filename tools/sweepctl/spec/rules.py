@@ -195,8 +195,10 @@ def _claim_problem(item: str, folder: Path, docs: Mapping[str, Document]) -> str
     try:
         if item == "baseline_defined":
             base = need("baseline")
-            if not isinstance(base.data, Mapping) or not base.data:
+            if not base.data:
                 return "baseline.yaml is empty"
+            if not isinstance(base.data, Mapping):
+                return "baseline.yaml is not a mapping of LLaMA-Factory keys"
         elif item == "success_metric_defined":
             exp = need("experiment")
             if not _get(exp.data, "objective", "metric"):
