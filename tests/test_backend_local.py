@@ -19,6 +19,7 @@ import pytest
 from sweepctl.backends import Outcome
 from sweepctl.backends.local import LocalBackend, LocalTrial
 from sweepctl.launch import LaunchOptions, LaunchReport, launch
+from sweepctl.status import status
 from test_launch import make_experiment
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,6 +108,11 @@ def test_local_launch_runs_trials_in_parallel_then_reuses_them(
     assert {r.info.status for r in runs} == {"FINISHED"}
     parent = report.experiments[0].parent_run_id
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent}
+
+    table = status(folder, backend="local", tracking_uri=store, state_dir=opts.state_dir)
+    assert {row.name for row in table.rows} == names
+    assert {(row.backend, row.run_status) for row in table.rows} == {("succeeded", "FINISHED")}
+    assert all(row.objective is not None for row in table.rows)
 
     started = time.monotonic()
     again = launch([folder], opts)

@@ -15,6 +15,7 @@ from sweepctl.backends import Outcome
 from sweepctl.backends.kubernetes import RetryPolicy, configuration_for_host
 from sweepctl.cli.main import main
 from sweepctl.launch import LaunchOptions, LaunchReport, launch
+from sweepctl.status import status
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "experiments" / "tiny-lora-demo"
@@ -74,6 +75,12 @@ def test_three_launches_in_a_row_create_each_job_once(tmp_path: Path, emu: Runni
     assert set(emu.objects("jobs", NAMESPACE)) == names
     assert set(emu.objects("configmaps", NAMESPACE)) == names
     assert emu.creates("jobs") == 4  # the re-launches saw the Jobs and sent no create
+    table = status(folder, backend="kubernetes", tracking_uri=store,
+                   kube_configuration=configuration_for_host(emu.url))
+    # max_parallel 2: two Jobs created running, two suspended for a later launch to release
+    assert sorted(row.backend for row in table.rows) == ["pending", "pending", "suspended",
+                                                         "suspended"]
+    assert {row.run_status for row in table.rows} == {"-"}
 
 
 def test_two_concurrent_launches_create_each_job_once(tmp_path: Path, emu: RunningEmulator,

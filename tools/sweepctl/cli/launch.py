@@ -100,11 +100,14 @@ def command(experiments: tuple[Path, ...], backend: str, changed_since_rev: str 
         kubeconfig = os.environ.get("KUBECONFIG")
         kube_configuration = load_configuration(kubeconfig.split(os.pathsep)[0]
                                                 if kubeconfig else None)
+    state_dir = Path(".sweepctl")  # git-ignored: local runs, logs and the SQLite MLflow store
+    if backend == "local":
+        state_dir.mkdir(exist_ok=True)
     options = LaunchOptions(
         backend=backend, dry_run=dry_run, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
         git_sha=head_sha(folders[0]), pr=os.environ.get("SWEEPCTL_PR"),
         kube_configuration=kube_configuration, kube_concurrency=concurrency,
-        state_dir=Path(".sweepctl"), env=dict(os.environ))
+        state_dir=state_dir, env=dict(os.environ))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as progress:
         report = launch(folders, options, _Bar(progress))

@@ -1,0 +1,42 @@
+"""`sweepctl status EXP`: one table joining git, the backend and MLflow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from sweepctl.launch import BACKENDS
+from sweepctl.status import status
+
+
+@click.command("status")
+@click.argument("experiment", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
+def command(experiment: Path, backend: str) -> int:
+    """Per trial: its Job or local process, its newest MLflow run and objective value."""
+    from rich.console import Console
+    from rich.table import Table
+
+    kube_configuration = None
+    if backend == "kubernetes":
+        from sweepctl.backends.kubernetes import load_configuration
+
+        kubeconfig = os.environ.get("KUBECONFIG")
+        kube_configuration = load_configuration(kubeconfig.split(os.pathsep)[0]
+                                                if kubeconfig else None)
+    report = status(experiment, backend=backend,
+                    tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+                    kube_configuration=kube_configuration)
+    table = Table(title=f"{report.experiment} ({backend})")
+    for column in ("trial", "id", "params", backend, "mlflow", report.metric):
+        table.add_column(column, justify="right" if column == report.metric else "left")
+    for row in report.rows:
+        value = "-" if row.objective is None else f"{row.objective:.4g}"
+        table.add_row(row.name, row.trial_id, row.params, row.backend, row.run_status, value)
+    console = Console()
+    console.print(table)
+    console.print(f"{report.count('FINISHED')} of {len(report.rows)} trials finished",
+                  highlight=False)
+    return 0
