@@ -90,3 +90,25 @@ def git_repo(tmp_path: Path) -> Path:
     repo.mkdir()
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     return repo
+
+
+def trainer_python() -> Path | None:
+    """The trainer's interpreter (LLaMA-Factory + mlflow): .venv-trainer, else the env var."""
+    local = REPO_ROOT / ".venv-trainer" / "bin" / "python"
+    if local.exists():
+        return local
+    configured = os.environ.get("SWEEPCTL_TRAINER_PYTHON")
+    return Path(configured) if configured else None
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """demo/build_tiny_model.py's output (model/ and data/ with dataset `tiny_alpaca`)."""
+    python = trainer_python()
+    if python is None:
+        pytest.skip("no trainer environment: run `make trainer` or set SWEEPCTL_TRAINER_PYTHON")
+    outdir = tmp_path_factory.mktemp("tiny")
+    subprocess.run([str(python), str(REPO_ROOT / "demo" / "build_tiny_model.py"), str(outdir)],
+                   check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return outdir

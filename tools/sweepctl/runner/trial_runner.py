@@ -144,15 +144,21 @@ def run_trial(config_path: Path, meta_path: Path) -> int:
 
     import mlflow
 
+    # a signal between creating the run and owning it would leave it RUNNING forever:
+    # hold SIGTERM/SIGINT until the try below can turn them into KILLED
+    held = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
     client, run_id = open_run(meta)
-    # the callback reads these; MLFLOW_RUN_ID must not be set while our run is active
-    os.environ.pop("MLFLOW_RUN_ID", None)
-    os.environ["MLFLOW_EXPERIMENT_NAME"] = meta["mlflow_experiment"]
     started = time.monotonic()
     status, exit_code = "FAILED", EXIT_FAILED
-    print(f"sweepctl trial {meta['run_name']}: MLflow run {run_id}", file=sys.stderr, flush=True)
-    mlflow.start_run(run_id=run_id)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        # the callback reads these; MLFLOW_RUN_ID must not be set while our run is active
+        os.environ.pop("MLFLOW_RUN_ID", None)
+        os.environ["MLFLOW_EXPERIMENT_NAME"] = meta["mlflow_experiment"]
+        print(f"sweepctl trial {meta['run_name']}: MLflow run {run_id}", file=sys.stderr,
+              flush=True)
+        mlflow.start_run(run_id=run_id)
         mlflow.log_params({**environment_params(),
                            **llamafactory_params(config, list(meta.get("log_params") or []))})
         mlflow.log_artifact(str(config_path))
@@ -166,16 +172,19 @@ def run_trial(config_path: Path, meta_path: Path) -> int:
     except BaseException as exc:  # SystemExit from argument parsing is a failure too
         detail = f"{type(exc).__name__}: {exc}".strip()
         client.set_tag(run_id, TAG_STATUS_ERROR, detail[:MAX_TAG_LENGTH])
-        mlflow.log_text(traceback.format_exc(), "error.txt")
+        with contextlib.suppress(Exception):
+            client.log_text(run_id, traceback.format_exc(), "error.txt")
         traceback.print_exc()
     finally:
         # the deadline's SIGTERM must not cut the bookkeeping short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
         client.set_tag(run_id, TAG_END, _now())
         client.set_tag(run_id, TAG_DURATION, f"{time.monotonic() - started:.1f}")
         client.set_tag(run_id, TAG_EXIT, str(exit_code))
-        mlflow.end_run(status=status)
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status=status)
+        else:
+            client.set_terminated(run_id, status=status)
     print(f"sweepctl trial {meta['run_name']}: {status}", file=sys.stderr, flush=True)
     return exit_code
 
