@@ -324,3 +324,16 @@ def test_validate_survives_wrongly_typed_known_keys(valid_folder: Path, tmp_path
     base = yaml.safe_load((folder / kind).read_text())
     (folder / kind).write_text(yaml.safe_dump({**base, **data}))
     validate_paths([folder.parent])
+
+
+@pytest.mark.parametrize("text", ["012", "0x1f", "0o17", "0b101", "1_000", "1:30", "+5", "-0",
+                                  "0", "007", ".inf", "-.inf", "1.5", "-.5", "1.", "+1.5e-3",
+                                  "yes", "Off", "TRUE", "~", "Null", "1.0e4", "6.02e+23"])
+def test_numbers_and_bools_read_as_yaml_1_1(text: str) -> None:
+    # the loader's fast paths must agree with pyyaml wherever pyyaml gives a number/bool/null
+    ours = parse(f"v: {text}\n").data["v"]
+    theirs = yaml.safe_load(f"v: {text}\n")["v"]
+    if isinstance(theirs, str) and isinstance(ours, float):
+        assert float(theirs) == ours  # `1.0e4`: the deliberate float reading
+    else:
+        assert (type(ours), ours) == (type(theirs), theirs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -29,6 +29,15 @@ MAX_DEPTH = 100
 Key = tuple[str | int, ...]
 
 _STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+# YAML 1.1 reads `012` as octal, so only a lone 0 or no leading zero takes the fast path
+_DECIMAL = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+_PLAIN_FLOAT = re.compile(r"^[-+]?[0-9]*\.[0-9]+(?:[eE][-+]?[0-9]+)?$")
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False,
+          "FALSE": False}
 _PLAIN_TAGS = {
     _STR,
     "tag:yaml.org,2002:int",
@@ -40,8 +49,8 @@ _PLAIN_TAGS = {
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$")
 
 
-@dataclass(frozen=True)
-class Mark:
+class Mark(NamedTuple):
+    # a NamedTuple, not a dataclass: one is made per node, and this builds ~3x faster
     line: int
     col: int
 
@@ -153,7 +162,18 @@ class _Builder:
             if not node.style and _EXPONENT_FLOAT.match(node.value):  # C loader: "", Python: None
                 return float(node.value.replace("_", ""))
             return node.value
+        value = node.value
+        if tag == _NULL:
+            return None
+        if tag == _BOOL and value in _BOOLS:
+            return _BOOLS[value]
         try:
+            # fast paths for the common spellings; everything else (0x1f, 0o17, 1_000, 1:30,
+            # .inf, yes/no) goes through pyyaml's own constructors
+            if tag == _INT and _DECIMAL.match(value):
+                return int(value)
+            if tag == _FLOAT and _PLAIN_FLOAT.match(value):
+                return float(value)
             return self.loader.construct_object(node)
         except (ValueError, KeyError, TypeError, OverflowError):
             # pyyaml's constructors trust the resolver: `0b_`, `!!int x`, `!!bool maybe` and
