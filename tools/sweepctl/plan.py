@@ -170,7 +170,8 @@ def _reuse(tracking_uri: str, experiment: Experiment,
                                                 {t.trial_id for t in trials})
     except MlflowError as exc:
         # a plan without reuse is still a plan; say why instead of failing the PR check
-        return {}, f"reuse unknown: {exc}"
+        text = str(exc)
+        return {}, f"reuse unknown: {text if len(text) <= 200 else text[:197] + '...'}"
     return {trial_id: run.run_id for trial_id, run in finished.items()}, None
 
 

@@ -40,7 +40,8 @@ def _row(plan: Plan, planned: PlannedTrial, columns: Sequence[str]) -> list[str]
     if plan.base_ref is not None:
         cells.append(planned.change or "")
     if plan.tracking_uri:
-        cells.append(f"reuse {planned.reused_run}" if planned.reused_run else "run")
+        cells.append("?" if plan.reuse_note else (
+            f"reuse {planned.reused_run}" if planned.reused_run else "run"))
     return cells
 
 
@@ -58,14 +59,14 @@ def summary_lines(plan: Plan) -> list[str]:
              f"{_hours(plan.gpu_hours)} GPU-hours of {_hours(plan.gpu_hours_budget)} budgeted "
              f"({_hours(plan.hours_per_trial)} h per trial), max_trials {plan.max_trials}"]
     if plan.over_max_trials:
-        lines.append(f"OVER BUDGET: {len(plan.trials)} trials > budget.max_trials "
+        lines.append(f"OVER BUDGET: {len(plan.trials)} trials exceed budget.max_trials "
                      f"{plan.max_trials}")
     if plan.over_gpu_hours:
-        lines.append(f"OVER BUDGET: {_hours(plan.gpu_hours)} GPU-hours > budget.gpu_hours "
-                     f"{_hours(plan.gpu_hours_budget)}")
+        lines.append(f"OVER BUDGET: {_hours(plan.gpu_hours)} GPU-hours exceed "
+                     f"budget.gpu_hours {_hours(plan.gpu_hours_budget)}")
     if plan.dropped:
-        lines.append(f"{plan.dropped} point(s) equal the baseline or an earlier trial and "
-                     "run once")
+        lines.append(f"{plan.dropped} point(s) of the sweep repeat the baseline or an earlier "
+                     "trial (same config): each runs once")
     if plan.base_ref is not None:
         lines.append(plan.base_note or (
             f"vs {plan.base_ref}: {plan.count('new')} new, {plan.count('unchanged')} unchanged, "

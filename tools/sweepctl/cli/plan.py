@@ -47,6 +47,11 @@ def command(experiments: tuple[Path, ...], base: str | None, output_format: str,
 
     if offline and tracking_uri:
         raise UsageError("--offline and --tracking-uri exclude each other")
+    # A plan is advisory: with MLflow's defaults an unreachable server is retried for ~4
+    # minutes (measured) before the plan could say "reuse unknown". The user's own
+    # settings still win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     plans = [build_plan(folder, base=base,
                         tracking_uri=_tracking_uri(folder, tracking_uri, offline))
              for folder in experiments]

@@ -1,0 +1,146 @@
+"""`sweepctl plan` against a real git history and a real MLflow server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sweepctl.cli.main import main
+from sweepctl.mlflow_store import TAG_EXPERIMENT, TAG_ROLE, TAG_TRIAL_ID
+from sweepctl.plan import build_plan
+from sweepctl.plan_render import marker, render_markdown
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO_ROOT / "experiments" / "lora-rank-sweep"
+
+
+def commit(repo: Path, message: str) -> str:
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", message], check=True)
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                         capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def set_ranks(folder: Path, ranks: str) -> None:
+    sweep = folder / "sweep.yaml"
+    text = sweep.read_text()
+    start = text.index("lora_rank: [")
+    end = text.index("]", start) + 1
+    sweep.write_text(text[:start] + f"lora_rank: [{ranks}]" + text[end:])
+
+
+@pytest.fixture
+def experiment_repo(git_repo: Path) -> Path:
+    (git_repo / "experiments").mkdir()
+    shutil.copy(REPO_ROOT / "experiments" / "defaults.yaml", git_repo / "experiments")
+    (git_repo / "README.md").write_text("experiments\n")
+    commit(git_repo, "empty")
+    folder = git_repo / "experiments" / "lora-rank-sweep"
+    shutil.copytree(EXAMPLE, folder)
+    set_ranks(folder, "8, 16, 32")
+    commit(git_repo, "propose lora-rank-sweep")
+    return folder
+
+
+def test_plan_shows_trials_and_budget(experiment_repo: Path) -> None:
+    plan = build_plan(experiment_repo)
+    assert [t.trial.slug for t in plan.trials] == ["baseline", "r16-a32", "r32-a64"]
+    assert plan.changed_keys == ["lora_rank", "lora_alpha"]
+    assert plan.gpu_hours == 9 and plan.ok and plan.dropped == 1  # r8 is the baseline
+
+
+def test_plan_against_a_scripted_history(experiment_repo: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    repo = experiment_repo.parent.parent
+    first = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    set_ranks(experiment_repo, "8, 32, 64")        # r16 removed, r64 added
+    commit(repo, "swap r16 for r64")
+
+    plan = build_plan(experiment_repo, base=first)
+    assert {t.trial.slug: t.change for t in plan.trials} == {
+        "baseline": "unchanged", "r32-a64": "unchanged", "r64-a128": "new"}
+    assert [t.slug for t in plan.removed] == ["r16-a32"]
+    assert main(["plan", str(experiment_repo), "--base", first, "--format", "markdown",
+                 "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(marker("lora-rank-sweep") + "\n")
+    assert f"- vs {first}: 1 new, 2 unchanged, 1 removed" in out
+    assert "| lora_rank" in out and "- `lora-rank-sweep-r16-a32-" in out
+
+    # an image change is new work for every trial, and the plan says so
+    defaults = repo / "experiments" / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("train:0.9.5", "train:0.9.6"))
+    plan = build_plan(experiment_repo, base="HEAD")
+    assert {t.change for t in plan.trials} == {"new"} and len(plan.removed) == 3
+
+    # before the experiment existed, everything is new
+    plan = build_plan(experiment_repo, base="HEAD~2")
+    assert plan.base_note == "not in HEAD~2: every trial is new"
+    assert {t.change for t in plan.trials} == {"new"}
+
+
+def test_unknown_ref_is_one_line(experiment_repo: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(experiment_repo), "--base", "no-such-ref", "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "sweepctl: error: git: unknown revision 'no-such-ref'"
+
+
+def test_over_budget_is_an_error_but_still_a_plan(experiment_repo: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    experiment = experiment_repo / "experiment.yaml"
+    experiment.write_text(experiment.read_text().replace("gpu_hours: 40", "gpu_hours: 6"))
+    assert main(["plan", str(experiment_repo), "--format", "json", "--offline"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    (plan,) = data["plans"]
+    assert plan["over_budget"] is True and plan["gpu_hours"] == 9 and plan["count"] == 3
+    assert plan["trials"][1]["changes"] == {"lora_rank": 16, "lora_alpha": 32}
+    assert main(["plan", str(experiment_repo), "--format", "markdown", "--offline"]) == 1
+    assert "> OVER BUDGET: 9 GPU-hours exceed budget.gpu_hours 6" in capsys.readouterr().out
+
+
+def test_hostile_values_stay_text_in_markdown(experiment_repo: Path) -> None:
+    sweep = experiment_repo / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace(
+        "derived:", 'lora_target: ["<img src=x onerror=alert(1)>|x"]\nderived:'))
+    text = sweep.read_text()
+    text = text.replace("parameters:\n  lora_rank: [8, 16, 32]\nlora_target:",
+                        "parameters:\n  lora_rank: [8, 16, 32]\n  lora_target:")
+    sweep.write_text(text)
+    body = render_markdown(build_plan(experiment_repo))
+    assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;\\|x" in body
+
+
+def test_plan_reuses_finished_runs(experiment_repo: Path, mlflow_server: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    plan = build_plan(experiment_repo)
+    ids = [t.trial.trial_id for t in plan.trials]
+    client = MlflowClient(tracking_uri=mlflow_server)
+    name = "plan-reuse-test"
+    experiment_id = client.create_experiment(name)
+    runs = {}
+    for trial_id, status in ((ids[0], "FINISHED"), (ids[1], "FAILED")):
+        run = client.create_run(experiment_id, tags={
+            TAG_ROLE: "trial", TAG_TRIAL_ID: trial_id, TAG_EXPERIMENT: "lora-rank-sweep"})
+        client.set_terminated(run.info.run_id, status=status)
+        runs[trial_id] = run.info.run_id
+    exp_file = experiment_repo / "experiment.yaml"
+    exp_file.write_text(exp_file.read_text().replace("experiment: llama-finetuning",
+                                                     f"experiment: {name}"))
+
+    plan = build_plan(experiment_repo, tracking_uri=mlflow_server)
+    assert [t.reused_run for t in plan.trials] == [runs[ids[0]], None, None]
+    assert plan.reused == 1 and plan.gpu_hours_to_run == 6
+
+    assert main(["plan", str(experiment_repo), "--tracking-uri", mlflow_server]) == 0
+    out = capsys.readouterr().out
+    assert "1 trial(s) reused from FINISHED MLflow runs; 6 GPU-hours to run" in out
+    assert f"reuse {runs[ids[0]]}" in out
