@@ -30,6 +30,7 @@ from sweepctl.sweep.expand import (
     parameter_names,
     resolve_points,
 )
+from sweepctl.sweep.identity import format_value
 
 
 def _value_mark(doc: Document, key: Key, col: int | None) -> Mark:
@@ -126,7 +127,7 @@ def _check_ranges(sweep_doc: Document, findings: Findings) -> bool:
 
 
 def _format(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+    return repr(value) if isinstance(value, str) else format_value(value)
 
 
 def _check_ofat(sweep_doc: Document, points: list[Point], findings: Findings) -> None:
