@@ -34,12 +34,20 @@ class Findings:
     """An ordered, de-duplicated collection of findings."""
 
     items: list[Finding] = field(default_factory=list)
+    _seen: set[Finding] = field(default_factory=set, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._seen.update(self.items)
+
+    def _append(self, finding: Finding) -> None:
+        # a set beside the list: dedupe stays O(1) when a bad repo yields thousands
+        if finding not in self._seen:
+            self._seen.add(finding)
+            self.items.append(finding)
 
     def add(self, path: Path | str, line: int, col: int, severity: Severity, message: str,
             rule: str) -> None:
-        finding = Finding(str(path), line, col, severity, message, rule)
-        if finding not in self.items:
-            self.items.append(finding)
+        self._append(Finding(str(path), line, col, severity, message, rule))
 
     def error(self, path: Path | str, line: int, col: int, message: str, rule: str) -> None:
         self.add(path, line, col, "error", message, rule)
@@ -49,8 +57,7 @@ class Findings:
 
     def extend(self, other: Iterable[Finding]) -> None:
         for finding in other:
-            if finding not in self.items:
-                self.items.append(finding)
+            self._append(finding)
 
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.items)
