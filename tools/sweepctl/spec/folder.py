@@ -47,10 +47,15 @@ def read_folder(folder: Path, findings: Findings) -> dict[str, Document]:
 
 def check_folder(folder: Path, findings: Findings) -> Experiment | None:
     """Schema-check and rule-check one folder; return the model when it has no errors."""
+    return check_documents(folder, read_folder(folder, findings), findings)
+
+
+def check_documents(folder: Path, docs: dict[str, Document],
+                    findings: Findings) -> Experiment | None:
+    """Schema and rule checks on a folder's already-loaded documents."""
     from sweepctl.spec.rules import check_rules  # rules import the known-keys data lazily
 
     before = len(findings.errors)
-    docs = read_folder(folder, findings)
     schema_ok = {kind: check_schema(doc, kind, findings) for kind, doc in docs.items()}
     check_rules(folder, docs, schema_ok, findings)
     if len(findings.errors) > before or len(docs) < len(FILE_KINDS):

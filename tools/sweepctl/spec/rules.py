@@ -14,11 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sweepctl.errors import SpecError
 from sweepctl.findings import Findings
 from sweepctl.spec import known_keys
 from sweepctl.spec.model import CHECKLIST_ITEMS, OWNED_KEYS
-from sweepctl.spec.yamlload import Document, Key, load_document
+from sweepctl.spec.yamlload import Document, Key
 
 # The seed's "typical values" table: outside them is legal but usually a mistake.
 TYPICAL_RANGES: dict[str, tuple[float, float]] = {
@@ -294,17 +293,10 @@ def check_rules(folder: Path, docs: Mapping[str, Document], schema_ok: Mapping[s
             checker(folder, docs, findings)
 
 
-def check_unique_names(folders: Sequence[Path], findings: Findings) -> None:
+def check_unique_names(experiment_docs: Sequence[Document], findings: Findings) -> None:
     """Experiment names are MLflow tags and Kubernetes name prefixes: one folder each."""
     seen: dict[str, list[Document]] = {}
-    for folder in folders:
-        path = folder / "experiment.yaml"
-        if not path.is_file():
-            continue
-        try:
-            doc = load_document(path)
-        except SpecError:
-            continue  # already reported by the folder check
+    for doc in experiment_docs:
         name = _get(doc.data, "name")
         if isinstance(name, str):
             seen.setdefault(name, []).append(doc)

@@ -81,6 +81,6 @@ def check_schema(doc: Document, kind: str, findings: Findings) -> bool:
                                f"unknown key {key!r} in {'/'.join(map(str, path)) or kind}",
                                "schema-unknown-key")
             continue
-        mark = doc.mark(path) if error.validator == "required" else doc.mark(path)
+        mark = doc.mark(path)
         findings.error(doc.path, mark.line, mark.col, _message(error), f"schema-{error.validator}")
     return valid

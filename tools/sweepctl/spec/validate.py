@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweepctl.findings import Findings
-from sweepctl.spec.folder import FILE_NAMES, check_folder, read_document
+from sweepctl.spec.folder import FILE_NAMES, check_documents, read_document, read_folder
 from sweepctl.spec.model import Experiment
 from sweepctl.spec.schemas import check_schema
 
@@ -60,10 +60,14 @@ def validate_paths(paths: Sequence[Path]) -> ValidationResult:
         doc = read_document(path, result.findings)
         if doc is not None:
             check_schema(doc, "defaults", result.findings)
+    experiment_docs = []
     for folder in folders:
         result.checked_folders += 1
-        experiment = check_folder(folder, result.findings)
+        docs = read_folder(folder, result.findings)
+        if "experiment" in docs:
+            experiment_docs.append(docs["experiment"])
+        experiment = check_documents(folder, docs, result.findings)
         if experiment is not None:
             result.experiments.append(experiment)
-    check_unique_names(folders, result.findings)
+    check_unique_names(experiment_docs, result.findings)
     return result
