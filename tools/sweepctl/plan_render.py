@@ -1,7 +1,7 @@
 """Render a ``Plan``: text for terminals, markdown for the PR comment, JSON as data.
 
-The markdown starts with a hidden marker, ``<!-- sweepctl:plan:<experiment> -->``, so
-the workflow that posts it finds and edits its own comment instead of adding another.
+The markdown starts with the sticky comment's hidden marker (the same one `report`
+uses), so the plan is the comment's first state and later reports edit it in place.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sweepctl.plan import Plan, PlannedTrial
+from sweepctl.report.markdown import comment_marker
 from sweepctl.sweep.identity import format_value
 
 
 def marker(experiment: str) -> str:
-    return f"<!-- sweepctl:plan:{experiment} -->"
+    return comment_marker(experiment)
 
 
 def _value(value: Any) -> str:
