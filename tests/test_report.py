@@ -159,3 +159,37 @@ def test_without_github_the_body_is_printed(
     assert "comment not posted" in err
     code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--pr", "3")
     assert code == 2 and "GITHUB_TOKEN" in err
+
+
+def test_plan_body_then_report_edit_the_same_comment(
+        tmp_path: Path, mlflow_server: str, github: GitHubStandIn,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PR workflow posts `plan --format markdown` with --body-file; a later report
+    edits that same comment (one marker for both)."""
+    folder, _ = make_experiment(tmp_path)
+    experiment, _ = trials_of(folder)
+    plan_md = tmp_path / "plan.md"
+    capsys.readouterr()
+    assert main(["plan", str(folder), "--format", "markdown", "--offline"]) == 0
+    plan_md.write_text(capsys.readouterr().out)
+    assert main(["report", "--pr", "9", "--body-file", str(plan_md)]) == 0
+    ours = [c for c in github.on(9) if c["body"].startswith(comment_marker(experiment.name))]
+    assert len(ours) == 1 and "sweepctl plan" in ours[0]["body"]
+
+    code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--pr", "9")
+    assert code == 0, err
+    ours = [c for c in github.on(9) if c["body"].startswith(comment_marker(experiment.name))]
+    assert len(ours) == 1 and "planned" in ours[0]["body"]
+    assert [m for m, _ in github.writes] == ["POST", "PATCH"]
+
+
+@pytest.mark.parametrize("body", ["no marker here\n", "<!-- sweepctl:report:Bad_Name -->\nx",
+                                  "<!-- someone else -->\n"])
+def test_body_file_refuses_what_is_not_ours(
+        tmp_path: Path, github: GitHubStandIn, capsys: pytest.CaptureFixture[str],
+        body: str) -> None:
+    path = tmp_path / "body.md"
+    path.write_text(body)
+    assert main(["report", "--pr", "9", "--body-file", str(path)]) == 1
+    assert "first line must be a marker" in capsys.readouterr().err
+    assert github.writes == []

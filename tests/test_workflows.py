@@ -26,10 +26,7 @@ SHELL_OPERATORS = set("();<>|&")
 
 # Flags that pr-comment.yml needs from a command another engineer owns; until the flag
 # exists the line is an xfail that names it (strict, so it turns red once it lands).
-PENDING_FLAGS = {
-    ("report", "--body-file"): "sweepctl report --body-file FILE (post a ready-made body, "
-                               "e.g. the plan, as the PR's sticky comment) is not written yet",
-}
+PENDING_FLAGS: dict[tuple[str, str], str] = {}
 
 
 def load(path: Path) -> dict[str, Any]:

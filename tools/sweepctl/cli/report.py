@@ -53,13 +53,44 @@ def _find_pr(experiment: Experiment, comparison: Comparison, target: GitHubTarge
     return number
 
 
+def _github_target(repository: str | None) -> GitHubTarget:
+    from sweepctl.report.github import DEFAULT_API_URL, GitHubTarget
+
+    token = os.environ.get("GITHUB_TOKEN") or None
+    if not (token and repository):
+        raise UsageError("posting the comment needs GITHUB_TOKEN and GITHUB_REPOSITORY "
+                         "(or github.repository in defaults.yaml)")
+    return GitHubTarget(repository=repository, token=token,
+                        api_url=os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL)
+
+
+def _post_body_file(body_file: Path, pr_number: int | None) -> int:
+    """Post a ready-made body (the plan from a PR's artifact: untrusted data)."""
+    from sweepctl.report.github import StickyComment
+    from sweepctl.report.markdown import read_comment_body
+
+    if pr_number is None:
+        raise UsageError("--body-file needs --pr N")
+    target = _github_target(os.environ.get("GITHUB_REPOSITORY"))
+    marker, body = read_comment_body(body_file)
+    result = StickyComment(target, pr_number, marker).upsert(body)
+    click.echo(f"{target.repository}#{pr_number}: comment {result.action}"
+               f"{f' ({result.url})' if result.url else ''}", err=True)
+    return 0
+
+
 @click.command("report")
-@click.argument("experiment_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("experiment_dir", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--pr", "pr_number", type=click.IntRange(min=1), default=None,
               help="pull request number (default: the PR that added the experiment)")
 @click.option("--notes", is_flag=True, help="also write the results block into notes.md")
+@click.option("--body-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="post this ready-made body (e.g. `sweepctl plan --format markdown` output) "
+              "as the sticky comment; its first line must be the comment marker; needs --pr")
 @tolerance_option
-def command(experiment_dir: Path, pr_number: int | None, notes: bool, tolerance: float) -> int:
+def command(experiment_dir: Path | None, pr_number: int | None, notes: bool,
+            body_file: Path | None, tolerance: float) -> int:
     """Post the results to the PR's one sticky comment (GITHUB_TOKEN, GITHUB_REPOSITORY,
     GITHUB_API_URL) and, with --notes, write them into notes.md.
 
@@ -69,6 +100,12 @@ def command(experiment_dir: Path, pr_number: int | None, notes: bool, tolerance:
     from sweepctl.report import notes as notes_file
     from sweepctl.results import sensitivity
 
+    if body_file is not None:
+        if experiment_dir is not None or notes:
+            raise UsageError("--body-file posts a given body: no EXPERIMENT_DIR or --notes")
+        return _post_body_file(body_file, pr_number)
+    if experiment_dir is None:
+        raise UsageError("missing EXPERIMENT_DIR")
     experiment = load_experiment(experiment_dir)
     runtime = resolve_runtime(experiment.path, experiment.runtime)
     uri = resolve_tracking_uri(experiment.path, runtime, os.environ.get("MLFLOW_TRACKING_URI"))
@@ -96,11 +133,9 @@ def command(experiment_dir: Path, pr_number: int | None, notes: bool, tolerance:
         click.echo("comment not posted: set GITHUB_TOKEN (and GITHUB_REPOSITORY) to post it",
                    err=True)
         return 0
-    from sweepctl.report.github import DEFAULT_API_URL, GitHubTarget, StickyComment
+    from sweepctl.report.github import StickyComment
 
-    assert token is not None and repository is not None
-    target = GitHubTarget(repository=repository, token=token,
-                          api_url=os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL)
+    target = _github_target(repository)
     number = pr_number or _find_pr(experiment, comparison, target)
     result = StickyComment(target, number, markdown.comment_marker(experiment.name)).upsert(body)
     click.echo(f"{repository}#{number}: comment {result.action}"

@@ -8,9 +8,11 @@ moves planned -> launched -> running (k of n) -> results. GitHub rejects bodies 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sweepctl.errors import SweepctlError
 from sweepctl.results import sensitivity as sens
 from sweepctl.results.compare import Comparison, Row
 from sweepctl.results.tables import markdown_table, summary_lines
@@ -21,6 +23,30 @@ NOTES_LINK_TEXT = "full table in notes.md"
 
 def comment_marker(experiment: str) -> str:
     return f"<!-- sweepctl:report:{experiment} -->"
+
+
+_MARKER = re.compile(r"<!-- sweepctl:report:([a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?) -->")
+
+
+def read_comment_body(path: Path) -> tuple[str, str]:
+    """(marker, body) of a ready-made comment; refuses anything that is not one of ours.
+
+    The file may come from a PR's artifact, so it is treated as untrusted: bounded size,
+    UTF-8, and a first line that is exactly a sweepctl marker with a valid experiment name.
+    """
+    raw = path.read_bytes()
+    if len(raw) > GITHUB_COMMENT_LIMIT:
+        raise SweepctlError(f"{path}: {len(raw)} bytes; a comment is at most "
+                            f"{GITHUB_COMMENT_LIMIT} characters")
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SweepctlError(f"{path}: not UTF-8 text") from None
+    first = body.split("\n", 1)[0].strip()
+    if not _MARKER.fullmatch(first):
+        raise SweepctlError(f"{path}: the first line must be a marker like "
+                            f"{comment_marker('<experiment>')!r}")
+    return first, body
 
 
 def run_url(tracking_uri: str | None, row: Row) -> str | None:
