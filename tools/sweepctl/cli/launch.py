@@ -53,13 +53,14 @@ def print_report(report: LaunchReport, console: Any) -> None:
     for entry in report.refused:
         console.print(f"[bold red]refused[/] {entry.name}:", highlight=False)
         for reason in entry.refused:
-            console.print(f"  {reason}", highlight=False, markup=False)
+            console.print(f"  {reason}", highlight=False, markup=False, soft_wrap=True)
     missing = report.not_launched
     if missing:
         console.print(f"[bold red]{len(missing)} trial(s) not launched:[/]", highlight=False)
         for result in missing:
+            # one line per trial, never wrapped: CI logs are grepped for the names
             console.print(f"  {result.name}: {result.outcome.value}: {result.detail}",
-                          highlight=False, markup=False)
+                          highlight=False, markup=False, soft_wrap=True)
 
 
 @click.command("launch")

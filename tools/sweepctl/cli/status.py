@@ -30,12 +30,16 @@ def command(experiment: Path, backend: str) -> int:
                     tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
                     kube_configuration=kube_configuration)
     table = Table(title=f"{report.experiment} ({backend})")
-    for column in ("trial", "id", "params", backend, "mlflow", report.metric):
-        table.add_column(column, justify="right" if column == report.metric else "left")
+    # the name (which ends with the trial id) is what kubectl and the MLflow UI show
+    table.add_column("trial", no_wrap=True)
+    table.add_column("params", overflow="fold")
+    table.add_column(backend, no_wrap=True)
+    table.add_column("mlflow", no_wrap=True)
+    table.add_column(report.metric, justify="right", no_wrap=True)
     for row in report.rows:
         value = "-" if row.objective is None else f"{row.objective:.4g}"
-        table.add_row(row.name, row.trial_id, row.params, row.backend, row.run_status, value)
-    console = Console()
+        table.add_row(row.name, row.params, row.backend, row.run_status, value)
+    console = Console(width=max(Console().width, 120))  # CI logs are not 80 columns
     console.print(table)
     console.print(f"{report.count('FINISHED')} of {len(report.rows)} trials finished",
                   highlight=False)
