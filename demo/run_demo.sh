@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SWEEPCTL=.venv/bin/sweepctl
-TRAINER_PYTHON=.venv-trainer/bin/python
+SWEEPCTL=${SWEEPCTL:-.venv/bin/sweepctl}
+TRAINER_PYTHON=${TRAINER_PYTHON:-.venv-trainer/bin/python}
 EXPERIMENT=experiments/tiny-lora-demo
 TINY=.sweepctl/tiny
 # the demo's own store, whatever the shell says: make demo never writes to a shared server
