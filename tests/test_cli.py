@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 import pytest
-
 from sweepctl.cli import main as cli_main
 from sweepctl.errors import SpecError, SweepctlError
 
@@ -50,8 +49,9 @@ def test_missing_path_is_a_usage_error(tmp_path: Path) -> None:
         (KeyboardInterrupt(), 130, "interrupted"),
     ],
 )
-def test_errors_map_to_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-                                  error: BaseException, code: int, text: str) -> None:
+def test_errors_map_to_exit_codes(monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str], error: BaseException,
+                                  code: int, text: str) -> None:
     @click.command("explode")
     def explode() -> None:
         raise error
