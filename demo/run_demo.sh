@@ -16,7 +16,6 @@ export MLFLOW_TRACKING_URI=sqlite:///.sweepctl/mlflow.db
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-has_command() { "$SWEEPCTL" "$1" --help >/dev/null 2>&1; }
 
 mkdir -p .sweepctl
 if [[ ! -f $TINY/model/config.json || ! -f $TINY/data/dataset_info.json ]]; then
@@ -27,10 +26,8 @@ fi
 step "sweepctl validate"
 "$SWEEPCTL" validate
 
-if has_command plan; then
-    step "sweepctl plan $EXPERIMENT"
-    "$SWEEPCTL" plan "$EXPERIMENT"
-fi
+step "sweepctl plan $EXPERIMENT"
+"$SWEEPCTL" plan "$EXPERIMENT"
 
 step "sweepctl launch $EXPERIMENT --backend local"
 "$SWEEPCTL" launch "$EXPERIMENT" --backend local
@@ -38,14 +35,11 @@ step "sweepctl launch $EXPERIMENT --backend local"
 step "sweepctl status $EXPERIMENT"
 "$SWEEPCTL" status "$EXPERIMENT"
 
-if has_command compare; then
-    step "sweepctl compare $EXPERIMENT"
-    "$SWEEPCTL" compare "$EXPERIMENT"
-fi
-if has_command report; then
-    step "sweepctl report $EXPERIMENT --notes"
-    "$SWEEPCTL" report "$EXPERIMENT" --notes
-fi
+step "sweepctl compare $EXPERIMENT"
+"$SWEEPCTL" compare "$EXPERIMENT"
+
+step "sweepctl report $EXPERIMENT --notes"
+"$SWEEPCTL" report "$EXPERIMENT" --notes
 
 step "done"
 cat <<MSG

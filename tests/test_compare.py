@@ -10,8 +10,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_runs import log_trial, make_experiment, result, trials_of
 from sweepctl import mlflow_store
 from sweepctl.cli.main import main
-from sweepctl.results.compare import build_comparison, resolve_tracking_uri
-from sweepctl.runtime import Runtime
+from sweepctl.results.compare import build_comparison
 from sweepctl.spec.model import Objective
 
 FOUR_TRIALS = "strategy: grid\nparameters:\n  lora_rank: [16, 32, 64]\nderived:\n" \
@@ -176,16 +175,6 @@ def test_hand_built_trials_without_baseline_result() -> None:
     assert comparison.rows[0].status == "missing"
     assert comparison.rows[1].delta_objective_pct is None  # no baseline result to compare to
     assert comparison.best is comparison.rows[1] and comparison.verdict == "met"
-
-
-def test_relative_sqlite_uri_resolves_against_the_repository_root(tmp_path: Path) -> None:
-    folder = tmp_path / "experiments" / "x"
-    runtime = Runtime(tracking_uri=None)
-    assert resolve_tracking_uri(folder, runtime, None) == \
-        f"sqlite:///{tmp_path.resolve()}/.sweepctl/mlflow.db"
-    assert resolve_tracking_uri(folder, runtime, "http://mlflow:5000") == "http://mlflow:5000"
-    assert resolve_tracking_uri(folder, Runtime(tracking_uri="sqlite:////abs/db"), None) == \
-        "sqlite:////abs/db"
 
 
 def test_mlflow_down_is_one_line_and_exit_1(

@@ -20,12 +20,12 @@ from sweepctl import mlflow_store
 from sweepctl.backends import Observed, Outcome, TrialResult
 from sweepctl.errors import SweepctlError, UsageError
 from sweepctl.findings import Findings, render_text
-from sweepctl.runtime import Runtime, resolve_runtime
+from sweepctl.runtime import BACKENDS, Runtime, repo_root, resolve_runtime, tracking_uri
 from sweepctl.spec.model import CHECKLIST_ITEMS, Experiment
 from sweepctl.sweep.identity import canonical_json
 from sweepctl.sweep.trial import Trial
 
-BACKENDS = ("kubernetes", "local")
+__all__ = ["BACKENDS", "LaunchOptions", "LaunchReport", "changed_since", "launch"]
 EXPERIMENT_FILES = ("experiment.yaml", "baseline.yaml", "sweep.yaml", "checklist.yaml")
 
 
@@ -123,13 +123,10 @@ def changed_since(folders: Sequence[Path], rev: str) -> list[Path]:
     return changed
 
 
-def tracking_uri_for(options: LaunchOptions, runtime: Runtime) -> str:
-    if options.tracking_uri:
-        return options.tracking_uri
-    if options.backend == "local":
-        return runtime.local.tracking_uri
-    if runtime.tracking_uri:
-        return runtime.tracking_uri
+def tracking_uri_for(options: LaunchOptions, runtime: Runtime, experiment_dir: Path) -> str:
+    uri = tracking_uri(runtime, options.backend, repo_root(experiment_dir), options.tracking_uri)
+    if uri:
+        return uri
     raise UsageError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or mlflow.tracking_uri "
                      "in experiments/defaults.yaml")
 
@@ -206,7 +203,7 @@ def _launch_one(experiment: Experiment, options: LaunchOptions, entry: Experimen
 
     runtime = resolve_runtime(experiment.path, experiment.runtime)
     trials = expand(experiment, runtime.kubernetes.image)
-    uri = tracking_uri_for(options, runtime)
+    uri = tracking_uri_for(options, runtime, experiment.path)
     spec_hash = experiment_spec_hash(experiment)
     entry.parent_run_id = _parent_run(options, uri, experiment, spec_hash)
     finished = mlflow_store.finished_trials(uri, experiment.mlflow_experiment,

@@ -125,3 +125,36 @@ def resolve_runtime(experiment_dir: Path, overrides: Mapping[str, Any]) -> Runti
     """defaults.yaml beside the experiment folders, then the experiment's ``runtime:``."""
     defaults = load_defaults(defaults_path(experiment_dir))
     return runtime_from_data(deep_merge(defaults, overrides))
+
+
+BACKENDS = ("kubernetes", "local")
+_SQLITE = "sqlite:///"
+
+
+def repo_root(experiment_dir: Path) -> Path:
+    """The folder holding experiments/: relative paths in defaults.yaml start here."""
+    return Path(experiment_dir).resolve().parent.parent
+
+
+def default_backend(env: Mapping[str, str]) -> str:
+    """Where trials run when no --backend is given: SWEEPCTL_BACKEND, else kubernetes when
+    the environment names a cluster (KUBECONFIG, or running in-cluster), else local."""
+    chosen = env.get("SWEEPCTL_BACKEND")
+    if chosen in BACKENDS:
+        return chosen
+    return "kubernetes" if env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST") else "local"
+
+
+def tracking_uri(runtime: Runtime, backend: str, root: Path,
+                 env_uri: str | None = None) -> str | None:
+    """The one rule every command uses to find MLflow: MLFLOW_TRACKING_URI, else the shared
+    server (``mlflow.tracking_uri``) for the kubernetes backend, else ``local.tracking_uri``.
+
+    A relative ``sqlite:///`` path is made absolute against the repo root, so trials (run
+    as child processes) and later commands open the same file whatever their cwd.
+    """
+    uri = env_uri or (runtime.tracking_uri if backend == "kubernetes"
+                      else runtime.local.tracking_uri)
+    if uri and uri.startswith(_SQLITE) and not uri[len(_SQLITE):].startswith("/"):
+        return _SQLITE + str(root / uri[len(_SQLITE):])
+    return uri

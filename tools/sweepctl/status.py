@@ -13,7 +13,8 @@ from typing import Any
 
 from sweepctl import mlflow_store
 from sweepctl.backends import Observed
-from sweepctl.runtime import resolve_runtime
+from sweepctl.runtime import repo_root, resolve_runtime
+from sweepctl.runtime import tracking_uri as tracking_uri_for_backend
 from sweepctl.spec.folder import load_experiment
 from sweepctl.sweep.identity import format_value
 
@@ -61,8 +62,7 @@ def status(folder: Path, *, backend: str, tracking_uri: str | None,
 
     experiment = load_experiment(folder)
     runtime = resolve_runtime(experiment.path, experiment.runtime)
-    uri = tracking_uri or (runtime.local.tracking_uri if backend == "local"
-                           else runtime.tracking_uri)
+    uri = tracking_uri_for_backend(runtime, backend, repo_root(experiment.path), tracking_uri)
     trials = expand(experiment, runtime.kubernetes.image)
     observed = observe(backend, experiment.name, kube_configuration=kube_configuration,
                        namespace=runtime.kubernetes.namespace, state_dir=state_dir)

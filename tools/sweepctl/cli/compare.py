@@ -40,7 +40,7 @@ def command(experiment_dir: Path, metric: str | None, goal: str | None, output_f
         raise UsageError("--tolerance must be a fraction in [0, 1), e.g. 0.02 for 2%")
     experiment = load_experiment(experiment_dir)
     runtime = resolve_runtime(experiment.path, experiment.runtime)
-    uri = resolve_tracking_uri(experiment.path, runtime, os.environ.get("MLFLOW_TRACKING_URI"))
+    uri = resolve_tracking_uri(experiment.path, runtime, os.environ)
     comparison = compare_experiment(experiment, uri, runtime.kubernetes.image, metric=metric,
                                     goal=goal, tolerance=tolerance)
     click.echo(render(comparison, output_format), nl=False)

@@ -66,15 +66,17 @@ def print_report(report: LaunchReport, console: Any) -> None:
 @click.command("launch")
 @click.argument("experiments", nargs=-1, type=click.Path(exists=True, file_okay=False,
                                                           path_type=Path))
-@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
-              help="kubernetes: Jobs through KUBECONFIG / in-cluster; local: processes")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="kubernetes: Jobs through KUBECONFIG / in-cluster; local: processes "
+              "(default: SWEEPCTL_BACKEND, else kubernetes when KUBECONFIG is set or "
+              "in-cluster, else local)")
 @click.option("--changed-since", "changed_since_rev", metavar="REV",
               help="only experiments whose files differ from git revision REV")
 @click.option("--dry-run", is_flag=True,
               help="create nothing (Kubernetes: server-side dry run; MLflow untouched)")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Kubernetes requests in flight")
-def command(experiments: tuple[Path, ...], backend: str, changed_since_rev: str | None,
+def command(experiments: tuple[Path, ...], backend: str | None, changed_since_rev: str | None,
             dry_run: bool, concurrency: int) -> int:
     """Launch the trials that have neither a FINISHED MLflow run nor a Job/process.
 
@@ -86,7 +88,9 @@ def command(experiments: tuple[Path, ...], backend: str, changed_since_rev: str 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from sweepctl.gitrepo import head_sha
+    from sweepctl.runtime import default_backend, repo_root
 
+    backend = backend or default_backend(os.environ)
     folders = experiment_folders(experiments)
     if changed_since_rev:
         folders = changed_since(folders, changed_since_rev)
@@ -101,7 +105,8 @@ def command(experiments: tuple[Path, ...], backend: str, changed_since_rev: str 
         kubeconfig = os.environ.get("KUBECONFIG")
         kube_configuration = load_configuration(kubeconfig.split(os.pathsep)[0]
                                                 if kubeconfig else None)
-    state_dir = Path(".sweepctl")  # git-ignored: local runs, logs and the SQLite MLflow store
+    # git-ignored: local runs, logs and the SQLite MLflow store, beside experiments/
+    state_dir = repo_root(folders[0]) / ".sweepctl"
     if backend == "local":
         state_dir.mkdir(exist_ok=True)
     options = LaunchOptions(

@@ -11,17 +11,16 @@ from sweepctl.errors import UsageError
 
 
 def _tracking_uri(folder: Path, option: str | None, offline: bool) -> str | None:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else defaults.yaml's mlflow.tracking_uri."""
+    """--tracking-uri, else the rule every command uses (runtime.tracking_uri)."""
     if offline:
         return None
     if option:
         return option
-    from_env = os.environ.get("MLFLOW_TRACKING_URI")
-    if from_env:
-        return from_env
-    from sweepctl.runtime import resolve_runtime
+    from sweepctl.runtime import default_backend, repo_root, resolve_runtime, tracking_uri
 
-    return resolve_runtime(folder, {}).tracking_uri
+    runtime = resolve_runtime(folder, {})
+    return tracking_uri(runtime, default_backend(os.environ), repo_root(folder),
+                        os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 @click.command("plan")

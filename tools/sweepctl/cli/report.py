@@ -108,7 +108,7 @@ def command(experiment_dir: Path | None, pr_number: int | None, notes: bool,
         raise UsageError("missing EXPERIMENT_DIR")
     experiment = load_experiment(experiment_dir)
     runtime = resolve_runtime(experiment.path, experiment.runtime)
-    uri = resolve_tracking_uri(experiment.path, runtime, os.environ.get("MLFLOW_TRACKING_URI"))
+    uri = resolve_tracking_uri(experiment.path, runtime, os.environ)
     token = os.environ.get("GITHUB_TOKEN") or None
     repository = os.environ.get("GITHUB_REPOSITORY") or runtime.github_repository
     post = bool(token or pr_number)

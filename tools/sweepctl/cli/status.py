@@ -13,12 +13,16 @@ from sweepctl.status import status
 
 @click.command("status")
 @click.argument("experiment", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True)
-def command(experiment: Path, backend: str) -> int:
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
+              help="default: as for launch (SWEEPCTL_BACKEND, KUBECONFIG/in-cluster, else local)")
+def command(experiment: Path, backend: str | None) -> int:
     """Per trial: its Job or local process, its newest MLflow run and objective value."""
     from rich.console import Console
     from rich.table import Table
 
+    from sweepctl.runtime import default_backend, repo_root
+
+    backend = backend or default_backend(os.environ)
     kube_configuration = None
     if backend == "kubernetes":
         from sweepctl.backends.kubernetes import load_configuration
@@ -28,7 +32,8 @@ def command(experiment: Path, backend: str) -> int:
                                                 if kubeconfig else None)
     report = status(experiment, backend=backend,
                     tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
-                    kube_configuration=kube_configuration)
+                    kube_configuration=kube_configuration,
+                    state_dir=repo_root(experiment) / ".sweepctl")
     table = Table(title=f"{report.experiment} ({backend})")
     # the name (which ends with the trial id) is what kubectl and the MLflow UI show
     table.add_column("trial", no_wrap=True)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sweepctl.errors import UsageError
 from sweepctl.mlflow_store import TAG_PR, TAG_TRIAL, RunRecord
-from sweepctl.runtime import Runtime
+from sweepctl.runtime import Runtime, default_backend, repo_root, tracking_uri
 from sweepctl.spec.model import Experiment, Objective
 from sweepctl.sweep.trial import Trial
 
@@ -295,14 +296,13 @@ def _pull_requests(runs: Sequence[RunRecord]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def resolve_tracking_uri(experiment_dir: Path, runtime: Runtime, env_uri: str | None) -> str:
-    """MLFLOW_TRACKING_URI (passed in by the CLI), else defaults.yaml; a relative
-    ``sqlite:///`` path is relative to the repository root, the folder holding experiments/."""
-    uri = env_uri or runtime.tracking_uri or runtime.local.tracking_uri
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        root = Path(experiment_dir).resolve().parent.parent
-        return prefix + str(root / uri[len(prefix):])
+def resolve_tracking_uri(experiment_dir: Path, runtime: Runtime, env: Mapping[str, str]) -> str:
+    """runtime.tracking_uri's rule, for the backend the environment points at."""
+    uri = tracking_uri(runtime, default_backend(env), repo_root(experiment_dir),
+                       env.get("MLFLOW_TRACKING_URI"))
+    if not uri:
+        raise UsageError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or mlflow.tracking_uri "
+                         "in experiments/defaults.yaml")
     return uri
 
 

@@ -1,0 +1,63 @@
+"""defaults.yaml + runtime: overrides, and the one rule for finding MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sweepctl.runtime import (
+    LocalRuntime,
+    Runtime,
+    deep_merge,
+    default_backend,
+    repo_root,
+    resolve_runtime,
+    tracking_uri,
+)
+
+
+def test_experiment_runtime_overrides_defaults_key_by_key(tmp_path: Path) -> None:
+    experiments = tmp_path / "experiments"
+    (experiments / "x").mkdir(parents=True)
+    (experiments / "defaults.yaml").write_text(
+        "mlflow: {tracking_uri: 'http://mlflow:5000'}\n"
+        "kubernetes: {namespace: llm, image: 'img:1', node_selector: {pool: a100}}\n"
+        "local: {max_parallel: 2}\n")
+    runtime = resolve_runtime(experiments / "x", {"kubernetes": {"image": "img:2"}})
+    assert runtime.kubernetes.image == "img:2"
+    assert runtime.kubernetes.namespace == "llm"           # untouched keys survive
+    assert dict(runtime.kubernetes.node_selector) == {"pool": "a100"}
+    assert runtime.local.max_parallel == 2
+    assert runtime.tracking_uri == "http://mlflow:5000"
+
+
+def test_deep_merge_replaces_lists_and_merges_maps() -> None:
+    merged = deep_merge({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2]}})
+    assert merged == {"a": {"b": 1, "c": [2]}, "d": 1}
+
+
+@pytest.mark.parametrize(("env", "backend"), [
+    ({}, "local"),
+    ({"KUBECONFIG": "/k"}, "kubernetes"),
+    ({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, "kubernetes"),
+    ({"KUBECONFIG": "/k", "SWEEPCTL_BACKEND": "local"}, "local"),
+    ({"SWEEPCTL_BACKEND": "nonsense"}, "local"),
+])
+def test_default_backend(env: dict[str, str], backend: str) -> None:
+    assert default_backend(env) == backend
+
+
+def test_tracking_uri_rule(tmp_path: Path) -> None:
+    root = repo_root(tmp_path / "experiments" / "x")
+    runtime = Runtime(tracking_uri="http://mlflow:5000",
+                      local=LocalRuntime(tracking_uri="sqlite:///.sweepctl/mlflow.db"))
+    # the environment wins, whatever the backend
+    assert tracking_uri(runtime, "local", root, "http://other:5000") == "http://other:5000"
+    # a cluster launch logs to the shared server
+    assert tracking_uri(runtime, "kubernetes", root) == "http://mlflow:5000"
+    # local trials (child processes, any cwd) and later commands share one absolute file
+    assert tracking_uri(runtime, "local", root) == \
+        f"sqlite:///{tmp_path.resolve()}/.sweepctl/mlflow.db"
+    assert tracking_uri(Runtime(local=LocalRuntime(tracking_uri="sqlite:////abs/db")),
+                        "local", root) == "sqlite:////abs/db"
+    assert tracking_uri(Runtime(), "kubernetes", root) is None
