@@ -27,7 +27,7 @@ test: $(BIN)/.installed $(TRAINER)/.installed
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check tools tests bench
+	$(BIN)/ruff check tools tests bench scripts demo
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
