@@ -37,6 +37,7 @@ demo: $(BIN)/.installed $(TRAINER)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/launch.py
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) $(TRAINER) .sweepctl build *.egg-info

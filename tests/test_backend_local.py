@@ -133,6 +133,38 @@ def test_failed_trial_is_named_with_its_log_and_retried_next_time(
     assert sorted(outcomes(fixed).values()) == [Outcome.LAUNCHED] * 2 + [Outcome.REUSED] * 2
 
 
+def test_failure_budget_holds_trials_that_never_ran(
+        tmp_path: Path, store: str, fake_site: Path) -> None:
+    """budget.max_failed_trials (1 in the demo): once reached, new trials wait for a fix."""
+    import yaml
+
+    folder = make_experiment(tmp_path, "local-budget")
+    first = launch([folder], local_options(tmp_path, store, fake_site,
+                                           FAKE_TRAINER_FAIL_RANK="16"))
+    assert sorted(outcomes(first).values()) == [Outcome.FAILED] * 2 + [Outcome.LAUNCHED] * 2
+    sweep = yaml.safe_load((folder / "sweep.yaml").read_text())
+    sweep["parameters"]["lora_rank"].append(4)   # two new trials that never ran
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    experiment = yaml.safe_load((folder / "experiment.yaml").read_text())
+    experiment["budget"]["max_trials"] = 8
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(experiment))
+
+    second = launch([folder], local_options(tmp_path, store, fake_site,
+                                            FAKE_TRAINER_FAIL_RANK="16"))
+    by_name = outcomes(second)
+    held = [name for name, outcome in by_name.items() if outcome == Outcome.HELD]
+    assert len(held) == 2 and all("-r4-" in name for name in held)
+    assert not second.ok and {r.name for r in second.not_launched} >= set(held)
+    assert all("max_failed_trials" in r.detail for r in second.not_launched
+               if r.outcome == Outcome.HELD)
+
+    fixed = launch([folder], local_options(tmp_path, store, fake_site))
+    # the failed ones are retried first (a human re-ran it); the held ones wait one more round
+    assert sorted(outcomes(fixed).values()) == \
+        [Outcome.HELD] * 2 + [Outcome.LAUNCHED] * 2 + [Outcome.REUSED] * 2
+    assert launch([folder], local_options(tmp_path, store, fake_site)).ok
+
+
 def test_ctrl_c_stops_the_children_and_their_runs_end_killed(
         tmp_path: Path, store: str, fake_site: Path) -> None:
     from mlflow.tracking import MlflowClient

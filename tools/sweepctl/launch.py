@@ -69,7 +69,7 @@ class LaunchReport:
     @property
     def not_launched(self) -> list[TrialResult]:
         return [r for e in self.experiments for r in e.results
-                if r.outcome in (Outcome.FAILED, Outcome.CHANGED)]
+                if r.outcome in (Outcome.FAILED, Outcome.CHANGED, Outcome.HELD)]
 
     @property
     def refused(self) -> list[ExperimentLaunch]:
@@ -208,13 +208,18 @@ def _launch_one(experiment: Experiment, options: LaunchOptions, entry: Experimen
     entry.parent_run_id = _parent_run(options, uri, experiment, spec_hash)
     finished = mlflow_store.finished_trials(uri, experiment.mlflow_experiment,
                                             {t.trial_id for t in trials})
+    failed_ids = frozenset(
+        run.trial_id for run in mlflow_store.trial_runs(uri, experiment.mlflow_experiment,
+                                                        experiment.name)
+        if run.status == "FAILED" and run.trial_id and run.trial_id not in finished)
     if progress is not None:
         progress.start(experiment.name, len(trials))
     advance: Callable[[TrialResult], None] = (progress.advance if progress is not None
                                               else lambda result: None)
     runner = _kubernetes if options.backend == "kubernetes" else _local
     entry.results = runner(_Context(experiment, trials, finished, runtime, uri, options,
-                                    entry.parent_run_id, spec_hash), advance)
+                                    entry.parent_run_id, spec_hash,
+                                    failed_ids & {t.trial_id for t in trials}), advance)
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,24 @@ class _Context:
     options: LaunchOptions
     parent_run_id: str | None
     spec_hash: str
+    failed_ids: frozenset[str] = frozenset()   # trials with a FAILED run and none FINISHED
+
+
+def _hold_over_failure_budget(ctx: _Context, decided: Sequence[TrialResult],
+                              pending: Sequence[Trial]) -> tuple[list[TrialResult], list[Trial]]:
+    """The seed's budget includes failures: once budget.max_failed_trials trials have
+    failed, trials that never ran are held (a failing setup would fail them too); only
+    retries of the failed ones, which a human asks for, still go."""
+    failed = set(ctx.failed_ids) | {r.trial_id for r in decided if r.outcome == Outcome.FAILED}
+    allowed = max(1, ctx.experiment.budget.max_failed_trials)
+    if len(failed) < allowed:
+        return [], list(pending)
+    detail = (f"{len(failed)} trial(s) failed and budget.max_failed_trials is "
+              f"{ctx.experiment.budget.max_failed_trials}; held until the failed trials "
+              "succeed on a re-run (or raise the budget)")
+    held = [TrialResult(t.trial_id, t.name, Outcome.HELD, detail)
+            for t in pending if t.trial_id not in failed]
+    return held, [t for t in pending if t.trial_id in failed]
 
 
 def _in_order(trials: Sequence[Trial], results: Sequence[TrialResult]) -> list[TrialResult]:
@@ -260,6 +283,8 @@ def _kubernetes(ctx: _Context, advance: Callable[[TrialResult], None]) -> list[T
         observed = backend.observe(ctx.experiment.name)
         decided, pending = _classify(ctx.trials, ctx.finished, observed,
                                      {k: v.spec_hash for k, v in rendered.items()})
+        held, pending = _hold_over_failure_budget(ctx, decided, pending)
+        decided = [*decided, *held]
         units = [rendered[trial.trial_id] for trial in pending]
         for result in decided:
             advance(result)
@@ -286,7 +311,8 @@ def _local(ctx: _Context, advance: Callable[[TrialResult], None]) -> list[TrialR
     decided, pending = _classify(ctx.trials, ctx.finished, observed)
     # a local trial that failed is retried on the next launch: nothing like a Job stays behind
     retry = {r.trial_id for r in decided if r.outcome == Outcome.FAILED}
-    decided = [r for r in decided if r.trial_id not in retry]
+    held, pending = _hold_over_failure_budget(ctx, decided, pending)
+    decided = [*(r for r in decided if r.trial_id not in retry), *held]
     pending = [t for t in ctx.trials if t.trial_id in retry or t in pending]
     for result in decided:
         advance(result)

@@ -18,6 +18,7 @@ class Outcome(StrEnum):
     RUNNING = "already running"    # a Job / process for this trial already exists
     CHANGED = "changed"            # a Job with this name exists with another spec: not touched
     FAILED = "failed"              # could not be launched (or, locally, the trial failed)
+    HELD = "held"                  # not started: budget.max_failed_trials already reached
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import click
 from sweepctl.backends import Outcome, TrialResult
 from sweepctl.launch import BACKENDS, LaunchOptions, LaunchReport, changed_since, launch
 
-COLUMNS = (Outcome.LAUNCHED, Outcome.REUSED, Outcome.RUNNING, Outcome.CHANGED, Outcome.FAILED)
+COLUMNS = (Outcome.LAUNCHED, Outcome.REUSED, Outcome.RUNNING, Outcome.CHANGED, Outcome.FAILED,
+           Outcome.HELD)
 
 
 def experiment_folders(paths: tuple[Path, ...]) -> list[Path]:
