@@ -72,6 +72,9 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    # mlflow logs store migrations at INFO on every first use of a SQLite file; our output
+    # is tables and findings. A user's own MLFLOW_LOGGING_LEVEL still wins.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         result: Any = cli.main(args=args, prog_name="sweepctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
