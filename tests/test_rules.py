@@ -187,3 +187,20 @@ def test_rules_never_raise_on_a_mutated_example(kind: str, key: str, value: Any)
     found = Findings()
     schema_ok = {k: check_schema(doc, k, found) for k, doc in docs.items()}
     check_rules(folder, docs, schema_ok, found)
+
+
+@pytest.mark.parametrize("arg", [".", "experiment.yaml", "./"])
+def test_validating_from_inside_the_folder_knows_its_name(exp: Path, arg: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Path(".").name is "": the folder's name must come from where it really is
+    monkeypatch.chdir(exp)
+    assert [str(f) for f in validate_paths([Path(arg)]).findings] == []
+
+
+def test_name_mismatch_still_names_the_real_folder(exp: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    edit(exp / "experiment.yaml", "name: lora-rank-sweep", "name: other-name")
+    monkeypatch.chdir(exp)
+    [finding] = validate_paths([Path(".")]).findings
+    assert finding.rule == "name-mismatch"
+    assert "folder name 'lora-rank-sweep'" in finding.message

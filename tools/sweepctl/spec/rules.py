@@ -10,6 +10,7 @@ schema, not again as a confusing rule finding.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,13 @@ def _fmt(value: Any) -> str:
 
 def _check_name(folder: Path, doc: Document, findings: Findings) -> None:
     name = _get(doc.data, "name")
-    if isinstance(name, str) and name != folder.name:
+    # `sweepctl validate .` from inside the folder: Path(".").name is "", the real name is
+    # the absolute path's last part (abspath, not resolve: a symlink keeps the name it shows)
+    folder_name = Path(os.path.abspath(folder)).name
+    if isinstance(name, str) and name != folder_name:
         mark = doc.mark(("name",))
         findings.error(doc.path, mark.line, mark.col,
-                       f"name {name!r} differs from the folder name {folder.name!r}; rename one "
+                       f"name {name!r} differs from the folder name {folder_name!r}; rename one "
                        "so they match", "name-mismatch")
 
 
