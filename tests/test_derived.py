@@ -63,6 +63,12 @@ def test_rejects_with_column(source: str, col: int, fragment: str) -> None:
     ("2 ** (r * 100)", {"r": 1}, 7, "exponent 100 is larger"),
     ("10.0 ** 60 * 10.0 ** 60 * 10.0 ** 60 * 10.0 ** 60 * 10.0 ** 60 * 10.0 ** 60", {}, 1,
      "out of range"),
+    ("10 ** -65", {}, 7, "exponent -65 is smaller than -64"),
+    # Python's own errors inside an allowed call are the user's mistake, not a crash
+    ("int(1e999)", {}, 1, "cannot compute int()"),
+    ("2 * round(1e999)", {}, 5, "cannot compute round()"),
+    ("round(r, 0.5)", {"r": 8}, 1, "cannot compute round()"),
+    ("max(r, 1e999)", {"r": 8}, 1, "max() gives a number out of range"),
 ])
 def test_evaluation_errors(source: str, values: dict[str, object], col: int,
                            fragment: str) -> None:

@@ -175,7 +175,16 @@ class _Evaluator:
         if isinstance(node, ast.Call):
             assert isinstance(node.func, ast.Name)  # guaranteed by _check
             args = [self.visit(arg) for arg in node.args]
-            result: Number = _FUNCTIONS[node.func.id][2](*args)
+            name = node.func.id
+            try:
+                result: Number = _FUNCTIONS[name][2](*args)
+            except (OverflowError, ValueError, TypeError) as exc:
+                # int(1e999), round(r, 0.5): Python's own errors are the user's typo here
+                raise DerivedError(f"cannot compute {name}(): {exc}", _col(node, self.lead)) \
+                    from None
+            if abs(result) > MAX_MAGNITUDE:
+                raise DerivedError(f"{name}() gives a number out of range",
+                                   _col(node, self.lead))
             return result
         raise DerivedError("unsupported expression", _col(node, self.lead))  # pragma: no cover
 
@@ -192,8 +201,8 @@ class _Evaluator:
         right = self.visit(node.right)
         symbol, function = _BINARY[type(node.op)]
         if symbol == "**" and abs(right) > MAX_EXPONENT:
-            raise DerivedError(f"exponent {right} is larger than {MAX_EXPONENT}",
-                               _col(node.right, self.lead))
+            bound = f"larger than {MAX_EXPONENT}" if right > 0 else f"smaller than -{MAX_EXPONENT}"
+            raise DerivedError(f"exponent {right} is {bound}", _col(node.right, self.lead))
         try:
             result: Number = function(left, right)
         except ZeroDivisionError:
