@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sweepctl.cli.main import main
 from sweepctl.render.kubernetes import (
@@ -234,6 +234,8 @@ def test_hostile_values_in_yaml_fields_stay_data(text: str) -> None:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.text(min_size=1, max_size=40), value=st.text(max_size=300))
+@example(key="0", value="\x85")      # NEL: PyYAML folded it into a space (found by hypothesis)
+@example(key="k", value="a\x85\nb")
 def test_any_text_in_config_and_tags_round_trips(key: str, value: str) -> None:
     experiment = make_experiment(tags={key: value})
     objects = render(experiment, make_trial(**{key: value}))
@@ -295,3 +297,14 @@ def test_render_command_prints_a_stream(capsys: pytest.CaptureFixture[str],
     files = sorted(out.glob("*.yaml"))
     assert len(files) == len(docs) // 2
     assert "rendered into" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["\x85", "a\x85b", "a\x85\nb\n"])
+def test_nel_reaches_llamafactory_unchanged(value: str) -> None:
+    """NEL (U+0085) is a line break to a YAML reader: in the ConfigMap's train.yaml and in
+    the stream kubectl reads, it must come back as written, or the Job trains another
+    config than the one its trial id names."""
+    objects = render(make_experiment(tags={"note": value}), make_trial(template=value))
+    [config_map, _job] = list(yaml.safe_load_all(render_stream(objects)))
+    assert yaml.safe_load(config_map["data"]["train.yaml"])["template"] == value
+    assert json.loads(config_map["data"]["meta.json"])["tags"]["note"] == value

@@ -183,6 +183,16 @@ def spec_hash_of(job_spec: Mapping[str, Any], train_yaml: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _train_yaml(config: Mapping[str, Any]) -> str:
+    """The config as LLaMA-Factory will read it back. PyYAML's emitter with allow_unicode
+    writes NEL (U+0085) raw inside a quoted scalar, where its reader folds it into a space:
+    the trial would train on another value than its id names. Escaped output is exact."""
+    text = yaml.safe_dump(dict(config), sort_keys=True, allow_unicode=True)
+    if yaml.safe_load(text) != config:
+        text = yaml.safe_dump(dict(config), sort_keys=True, allow_unicode=False)
+    return text
+
+
 def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntime, *,
                  git_sha: str | None, pr: int | str | None, spec_hash: str | None,
                  parent_run_id: str | None, tracking_uri: str,
@@ -205,8 +215,7 @@ def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntim
     if runtime.queue:  # Kueue reads the queue from the Job's own labels
         job_labels[LABEL_QUEUE] = _check(_DNS_LABEL, runtime.queue, "kubernetes.queue")
 
-    train_yaml = yaml.safe_dump(train_config(trial, output_dir(runtime, experiment, trial)),
-                                sort_keys=True, allow_unicode=True)
+    train_yaml = _train_yaml(train_config(trial, output_dir(runtime, experiment, trial)))
     meta = runner_meta(experiment, trial, git_sha=git_sha, pr=pr,
                        parent_run_id=parent_run_id, spec_hash=spec_hash)
     env, env_from = _env(runtime, tracking_uri)
@@ -290,7 +299,9 @@ class _StreamDumper(yaml.SafeDumper):
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # PyYAML itself falls back to a quoted style when a block scalar cannot hold the
     # text exactly (trailing spaces, control characters), so this never changes data
-    style = "|" if "\n" in value else None
+    # ...except for NEL (U+0085): a line break to the reader, which the block and
+    # single-quoted emitters keep raw. Double quotes escape it (\N) and read back exactly.
+    style: str | None = '"' if "\x85" in value else "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
