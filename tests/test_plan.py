@@ -144,3 +144,27 @@ def test_plan_reuses_finished_runs(experiment_repo: Path, mlflow_server: str,
     out = capsys.readouterr().out
     assert "1 trial(s) reused from FINISHED MLflow runs; 6 GPU-hours to run" in out
     assert f"reuse {runs[ids[0]]}" in out
+
+
+def test_malformed_defaults_is_a_finding_not_a_crash(experiment_repo: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # defaults.yaml gives every trial its image (part of the id): plan must refuse a broken
+    # one with exit 1 and a pointer to validate, which reports it for the folder alone
+    defaults = experiment_repo.parent / "defaults.yaml"
+    defaults.write_text("kubernetes: [1]\n")
+    assert main(["plan", str(experiment_repo), "--offline"]) == 1
+    assert capsys.readouterr().err.startswith("sweepctl: error: 1 error(s) in the experiment")
+    assert main(["validate", str(experiment_repo)]) == 1
+    assert f"{defaults}:1:13: error: kubernetes: expected object" in capsys.readouterr().out
+
+
+def test_malformed_defaults_at_the_base_makes_every_trial_new(experiment_repo: Path) -> None:
+    repo = experiment_repo.parent.parent
+    defaults = experiment_repo.parent / "defaults.yaml"
+    good = defaults.read_text()
+    defaults.write_text("kubernetes:\n  image: [1]\n")
+    commit(repo, "break defaults")
+    defaults.write_text(good)
+    plan = build_plan(experiment_repo, base="HEAD")
+    assert plan.base_note == "not valid in HEAD (1 error(s)): every trial is new"
+    assert {t.change for t in plan.trials} == {"new"}

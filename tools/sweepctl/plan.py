@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 from sweepctl.errors import SweepctlError
 from sweepctl.findings import Findings
-from sweepctl.spec.folder import FILE_NAMES, ValidationFailed, check_folder, read_folder
+from sweepctl.spec.folder import (
+    FILE_NAMES,
+    ValidationFailed,
+    check_folder,
+    read_document,
+    read_folder,
+)
 from sweepctl.spec.model import Experiment, experiment_from_data
 from sweepctl.spec.schemas import check_schema
 from sweepctl.sweep.trial import Trial
@@ -93,12 +99,23 @@ def _load(folder: Path) -> Experiment:
         raise SweepctlError(f"{folder}: not an experiment folder (no experiment.yaml)")
     findings = Findings()
     experiment = check_folder(folder, findings)
+    # the trials (their image, hence their ids) come from the defaults.yaml beside the folder;
+    # a malformed one must be a finding here, not a crash while resolving the runtime
+    _check_defaults(folder.parent / "defaults.yaml", findings)
     blocking = [f for f in findings.errors if f.rule not in _BUDGET_RULES]
     if blocking:
         raise ValidationFailed(findings)
     if experiment is None:  # only budget errors: build the model anyway
         experiment = experiment_from_data(folder, read_folder(folder, Findings()))
     return experiment
+
+
+def _check_defaults(path: Path, findings: Findings) -> bool:
+    """Schema-check a defaults.yaml when there is one; False when it has errors."""
+    if not path.is_file():
+        return True
+    doc = read_document(path, findings)
+    return doc is not None and check_schema(doc, "defaults", findings)
 
 
 def _trials(experiment: Experiment) -> tuple[list[Trial], str, int]:
@@ -136,6 +153,7 @@ def _experiment_at(folder: Path, ref: str, scratch: Path) -> Experiment | str:
     findings = Findings()
     docs = read_folder(copy, findings)
     valid = all(check_schema(doc, kind, findings) for kind, doc in docs.items())
+    valid = _check_defaults(copy.parent / "defaults.yaml", findings) and valid
     if not valid or len(docs) < len(FILE_NAMES):
         return f"not valid in {ref} ({len(findings.errors)} error(s)): every trial is new"
     return experiment_from_data(copy, docs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,17 @@ def discover(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
         for child in sorted(path.iterdir()) if path.is_dir() else []:
             if child.is_dir() and _is_experiment_folder(child):
                 folders[child] = None
+    for folder in folders:
+        # the folder's trials are built with the defaults.yaml beside it (its image is part
+        # of every trial id), so checking the folder checks that file too
+        beside = folder.parent / "defaults.yaml"
+        if beside.is_file() and not any(_same_file(beside, known) for known in defaults):
+            defaults[beside] = None
     return list(folders), list(defaults)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b)
 
 
 def validate_paths(paths: Sequence[Path]) -> ValidationResult:
