@@ -189,3 +189,35 @@ def test_mlflow_down_is_one_line_and_exit_1(
     assert code == 1 and out == ""
     assert err.startswith("sweepctl: error: mlflow: cannot read experiments at http://127.0.0.1")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_nan_objective_is_never_the_best_and_json_stays_valid() -> None:
+    """A diverged trial logs eval_loss = NaN; it must not win, poison the deltas, or make
+    `--format json` emit the non-JSON token NaN."""
+    from sweepctl.mlflow_store import RunRecord
+    from sweepctl.results.tables import render_json, render_markdown
+    from sweepctl.sweep.trial import Trial
+
+    base = {"lora_rank": 8}
+    trials = [Trial(0, "baseline", {}, base, "aaa", "x-baseline-aaa"),
+              Trial(1, "r16", {"lora_rank": 16}, {**base, "lora_rank": 16}, "bbb", "x-r16-bbb"),
+              Trial(2, "r32", {"lora_rank": 32}, {**base, "lora_rank": 32}, "ccc", "x-r32-ccc")]
+    nan = float("nan")
+    runs = [RunRecord("run-a", "FINISHED", "aaa", None,
+                      metrics={"eval_loss": 0.5, "train_runtime": 10.0}),
+            RunRecord("run-b", "FINISHED", "bbb", None,
+                      metrics={"eval_loss": nan, "train_runtime": 1.0, "loss": nan}),
+            RunRecord("run-c", "FINISHED", "ccc", None,
+                      metrics={"eval_loss": 0.45, "train_runtime": 20.0})]
+    for order in (runs, runs[::-1]):
+        comparison = build_comparison("x", trials, order, Objective("eval_loss", "minimize", 0.4))
+        assert comparison.best is not None and comparison.best.label == "r32"
+        assert comparison.sweet_spot is comparison.best
+        assert comparison.verdict_text.startswith("target not met: best eval_loss 0.45 (r32)")
+        diverged = comparison.rows[1]
+        assert diverged.objective is None and diverged.delta_objective_pct is None
+        assert diverged.status == "finished (eval_loss = nan)"
+        data = json.loads(render_json(comparison),
+                          parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
+        assert data["rows"][1]["eval_loss"] is None and data["rows"][1]["train_loss"] is None
+        assert "| r16 " in render_markdown(comparison)

@@ -8,6 +8,7 @@ A trial without a usable run is shown as failed / running / missing, never dropp
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +138,13 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def _metric(run: RunRecord, keys: Sequence[str]) -> float | None:
-    return next((float(run.metrics[k]) for k in keys if k in run.metrics), None)
+    """The first of ``keys`` the run logged, when it is a finite number.
+
+    MLflow stores NaN as logged (a diverged trial's loss): a NaN would win or poison every
+    comparison and mean it touches and is not valid JSON, so it counts as no value.
+    """
+    value = next((float(run.metrics[k]) for k in keys if k in run.metrics), None)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _row_status(statuses: Sequence[str]) -> str:
@@ -151,13 +158,20 @@ def _build_row(label: str, index: int, params: Mapping[str, Any], trial_ids: Seq
                runs: Sequence[RunRecord | None], metric: str, in_sweep: bool = True) -> Row:
     statuses = [_status(run) for run in runs]
     done = [run for run in runs if run is not None and run.status == "FINISHED"]
-    values = [float(r.metrics[metric]) for r in done if metric in r.metrics]
+    values = [v for v in (_metric(r, (metric,)) for r in done) if v is not None]
+    # finished, logged the objective, but NaN/inf: say so instead of a silent "–"
+    bad = [r.metrics[metric] for r in done
+           if metric in r.metrics and _metric(r, (metric,)) is None]
     runtimes = [v for v in (_metric(r, (RUNTIME_KEY,)) for r in done) if v is not None]
     losses = [v for v in (_metric(r, TRAIN_LOSS_KEYS) for r in done) if v is not None]
     speeds = [v for v in (_metric(r, (THROUGHPUT_KEY,)) for r in done) if v is not None]
     present = [run for run in runs if run is not None]
+    status = _row_status(statuses)
+    if bad:
+        status += (f" ({metric} = {bad[0]})" if len(done) == 1
+                   else f" ({len(bad)} with {metric} = nan/inf)")
     return Row(
-        label=label, index=index, params=dict(params), status=_row_status(statuses),
+        label=label, index=index, params=dict(params), status=status,
         expected=len(runs), finished=len(done),
         objective=_mean(values),
         objective_std=statistics.stdev(values) if len(values) >= 2 else None,
