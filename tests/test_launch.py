@@ -218,3 +218,40 @@ def test_incomplete_checklist_and_invalid_experiment_are_refused(
     assert "checklist incomplete: seed_set" in reasons["tiny-lora-demo"]
     assert "sweep.yaml" in reasons["broken"]
     assert emu.objects("jobs", NAMESPACE) == {}
+
+
+def test_suspended_job_of_a_changed_or_removed_trial_is_not_released(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """A reported "changed, left untouched" Job must stay untouched: releasing it would run
+    the old spec; a trial no longer in git must not start either."""
+    import kmock
+
+    folder = make_experiment(tmp_path, "stale-suspended")
+    assert launch([folder], options(emu, store)).ok   # max_parallel 2: two run, two wait
+    jobs = emu.objects("jobs", NAMESPACE)
+    waiting = sorted(n for n, j in jobs.items() if j["spec"].get("suspend"))
+    active = sorted(n for n, j in jobs.items() if not j["spec"].get("suspend"))
+    assert len(waiting) == 2 and len(active) == 2
+    for name in active:  # both finish: two free slots
+        emu.emulator.objects[kmock.resource("batch/v1/jobs"), NAMESPACE, name].patch(
+            {"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    defaults = folder.parent / "defaults.yaml"
+    data = yaml.safe_load(defaults.read_text())
+    data["kubernetes"]["backoff_limit"] = 3  # every trial now renders another Job spec
+    defaults.write_text(yaml.safe_dump(data))
+    report = launch([folder], options(emu, store))
+    assert {outcomes(report)[name] for name in waiting} == {Outcome.CHANGED}
+    jobs = emu.objects("jobs", NAMESPACE)
+    assert all(jobs[name]["spec"].get("suspend") is True for name in waiting)
+
+    # the sweep shrinks to its baseline: the old trials' suspended Jobs are not git's work
+    (folder / "sweep.yaml").write_text(
+        "strategy: list\ntrials:\n  - {lora_rank: 4, lora_alpha: 8}\nmax_parallel: 2\n")
+    baseline = folder / "baseline.yaml"
+    baseline.write_text(baseline.read_text().replace("seed: 42", "seed: 43"))
+    data["kubernetes"]["backoff_limit"] = 0
+    defaults.write_text(yaml.safe_dump(data))
+    report = launch([folder], options(emu, store))
+    assert report.ok and set(outcomes(report).values()) == {Outcome.LAUNCHED}
+    jobs = emu.objects("jobs", NAMESPACE)
+    assert all(jobs[name]["spec"].get("suspend") is True for name in waiting)

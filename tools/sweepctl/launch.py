@@ -289,7 +289,13 @@ def _kubernetes(ctx: _Context, advance: Callable[[TrialResult], None]) -> list[T
         for result in decided:
             advance(result)
         max_parallel = int(ctx.experiment.sweep.get("max_parallel") or len(ctx.trials) or 1)
-        launched = launch_units(backend, units, observed, max_parallel, runtime.queue, advance)
+        # a suspended Job is released only while it is still git's work: one reported as
+        # changed (its spec is stale), reused, or no longer in the sweep stays suspended
+        resumable = {trial_id for trial_id, objects in rendered.items()
+                     if trial_id in observed
+                     and observed[trial_id].spec_hash == objects.spec_hash}
+        launched = launch_units(backend, units, observed, max_parallel, runtime.queue, advance,
+                                resumable)
     finally:
         backend.close()
     return _in_order(ctx.trials, [*decided, *launched])

@@ -25,7 +25,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,16 +359,20 @@ def with_queue(job: Mapping[str, Any], queue: str | None, suspend: bool) -> dict
 
 def launch_units(backend: KubernetesBackend, units: Sequence[TrialObjects],
                  observed: Mapping[str, Observed], max_parallel: int, queue: str | None,
-                 progress: Progress | None = None) -> list[TrialResult]:
+                 progress: Progress | None = None,
+                 resumable: Collection[str] | None = None) -> list[TrialResult]:
     """Release suspended Jobs into free slots, then create the new trials' objects.
 
     Without a queue, the first free ``max_parallel`` slots go to Jobs created running;
     the rest are created suspended and resumed by a later launch (see the module doc).
+    ``resumable`` names the trial ids whose suspended Jobs are still git's work (same
+    spec, no finished run); None releases any.
     """
     slots = max(0, max_parallel - sum(1 for o in observed.values()
                                       if o.phase in ("pending", "running")))
     if queue is None and slots:
-        waiting = sorted(o.name for o in observed.values() if o.phase == "suspended")
+        waiting = sorted(o.name for o in observed.values() if o.phase == "suspended"
+                         and (resumable is None or o.trial_id in resumable))
         to_resume = waiting[:slots]
         failed = set(backend.resume(to_resume))
         slots -= len(to_resume) - len(failed)
