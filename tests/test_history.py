@@ -179,3 +179,26 @@ def test_helpers() -> None:
     assert parse_trailers("s\n\nnot a trailer line\nKey: v") == ()
     assert [(c.key, c.kind) for c in diff_params("f", {"a": {"b": 1, "c": 2}}, {"a": {"b": 1.0}})
             ] == [("a.b", "changed"), ("a.c", "removed")]
+
+
+def test_a_shallow_clone_is_one_clear_line_not_a_truncated_story(
+        scripted: dict[str, str], git_repo: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """actions/checkout fetches one commit by default: its parent is missing, so the
+    history must say so (not 'unknown revision <sha>', not a fake 'proposed' entry)."""
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "2", f"file://{git_repo}", str(shallow)],
+                   check=True, capture_output=True)
+    monkeypatch.chdir(shallow)
+    code, out, err = run(capsys, "history", EXP)
+    assert (code, out) == (1, "")
+    assert err.startswith("sweepctl: error: git: this clone is shallow: the history of "
+                          "experiments/lora-rank-sweep goes back past ")
+    assert "git fetch --unshallow" in err and len(err.strip().splitlines()) == 1
+    # a deep enough clone holds the whole history of the folder: it works as before
+    deep = tmp_path / "deep"
+    subprocess.run(["git", "clone", "-q", "--depth", "20", f"file://{git_repo}", str(deep)],
+                   check=True, capture_output=True)
+    monkeypatch.chdir(deep)
+    code, out, err = run(capsys, "history", EXP)
+    assert (code, err) == (0, "") and "7 commits" in out.splitlines()[0]

@@ -159,3 +159,13 @@ def commit_adding(path: Path) -> str | None:
         raise GitError(f"git log failed: {exc.stderr.strip() or exc}") from exc
     shas = str(out).split()
     return shas[-1] if shas else None
+
+
+def shallow_commits(repo: Any) -> set[str]:
+    """The commits of a shallow clone whose parents were not fetched (``.git/shallow``);
+    empty for a full clone. Their parents are named in the commit but absent."""
+    try:
+        text = (Path(repo.common_dir) / "shallow").read_text()
+    except OSError:
+        return set()
+    return set(text.split())

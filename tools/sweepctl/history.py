@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sweepctl import gitrepo
-from sweepctl.errors import SpecError, UsageError
+from sweepctl.errors import GitError, SpecError, UsageError
 from sweepctl.spec.yamlload import parse_document
 
 TRAILER_EXPERIMENT = "Sweepctl-Experiment"
@@ -201,6 +201,15 @@ def experiment_history(folder: Path, rev: str = "HEAD") -> History:
         raise UsageError(f"{folder} is the repository root; name an experiment folder")
     name = Path(relative).name
     records = gitrepo.folder_commits(repo, relative, rev, f"{TRAILER_EXPERIMENT}: {name}")
+    # In a shallow clone (CI's default fetch-depth: 1) the oldest fetched commit looks
+    # like it added the whole folder and its parent cannot be read: refuse to tell a
+    # truncated story as if it were the whole one.
+    boundary = gitrepo.shallow_commits(repo)
+    cut = next((r for r in records if r.sha in boundary), None)
+    if cut is not None:
+        raise GitError(f"this clone is shallow: the history of {relative} goes back past "
+                       f"{cut.sha[:7]}, whose parents were not fetched; run `git fetch "
+                       "--unshallow` (in GitHub Actions: actions/checkout with fetch-depth: 0)")
     records = [r for r in records if _touches_or_names(repo, r, relative, name)]
     if not records:
         raise UsageError(f"no commit in {rev} touched {relative} (is it committed?)")
