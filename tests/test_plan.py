@@ -168,3 +168,17 @@ def test_malformed_defaults_at_the_base_makes_every_trial_new(experiment_repo: P
     plan = build_plan(experiment_repo, base="HEAD")
     assert plan.base_note == "not valid in HEAD (1 error(s)): every trial is new"
     assert {t.change for t in plan.trials} == {"new"}
+
+
+def test_plan_from_inside_the_folder_uses_its_defaults(experiment_repo: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # defaults.yaml (the image, part of every id) sits beside the folder: `plan .` run
+    # inside it must find the same file, or every id differs from what launch will run
+    defaults = experiment_repo.parent / "defaults.yaml"
+    defaults.write_text(defaults.read_text().replace("train:0.9.5", "train:9.9.9"))
+    outside = build_plan(experiment_repo)
+    monkeypatch.chdir(experiment_repo)
+    inside = build_plan(Path("."))
+    assert inside.image == outside.image == "ghcr.io/example/llama-factory-train:9.9.9"
+    assert [t.trial.trial_id for t in inside.trials] == [t.trial.trial_id for t in outside.trials]
+    assert inside.experiment == "lora-rank-sweep"

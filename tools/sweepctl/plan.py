@@ -7,6 +7,7 @@ git and MLflow are reached only through ``gitrepo`` and ``mlflow_store``, lazily
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,7 +95,9 @@ class Plan:
 
 def _load(folder: Path) -> Experiment:
     """The experiment, refused on any error except the budget ones (the plan shows those)."""
-    folder = Path(folder)
+    # absolute: defaults.yaml is found as folder.parent, and Path(".").parent is "." itself,
+    # so `plan .` inside the folder would build the trials with the wrong image and ids
+    folder = Path(os.path.abspath(folder))
     if not (folder / "experiment.yaml").is_file():
         raise SweepctlError(f"{folder}: not an experiment folder (no experiment.yaml)")
     findings = Findings()

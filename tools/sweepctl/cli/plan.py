@@ -18,7 +18,8 @@ def _tracking_uri(folder: Path, option: str | None, offline: bool) -> str | None
         return option
     from sweepctl.runtime import default_backend, repo_root, resolve_runtime, tracking_uri
 
-    runtime = resolve_runtime(folder, {})
+    # absolute, as plan's own loading: defaults.yaml is folder.parent's, and "." has none
+    runtime = resolve_runtime(Path(os.path.abspath(folder)), {})
     return tracking_uri(runtime, default_backend(os.environ), repo_root(folder),
                         os.environ.get("MLFLOW_TRACKING_URI"))
 
