@@ -117,3 +117,14 @@ def test_console_script_end_to_end() -> None:
     assert proc.returncode == 1, proc.stderr
     assert "baseline.yaml:18:1: error: 'output_dir' is set by sweepctl" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_without_experiments_folder_is_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # from the wrong directory the default experiments/ is missing: passing would be a lie
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 2
+    assert capsys.readouterr().err.startswith("sweepctl: error: no experiments/ folder in ")
+    (tmp_path / "experiments").mkdir()  # a fresh repo with no experiment yet is fine
+    assert main(["validate"]) == 0

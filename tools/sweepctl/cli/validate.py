@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sweepctl.errors import UsageError
 from sweepctl.findings import render_json, render_text
 from sweepctl.spec.validate import validate_paths
 
@@ -21,6 +22,11 @@ def command(paths: tuple[Path, ...], output_format: str, strict: bool) -> int:
     PATHS may be experiments/ (the default), experiment folders, or files in them
     (what pre-commit passes).
     """
+    if not paths and not Path("experiments").is_dir():
+        # run from the wrong directory (a CI step, a hook in a sub-folder), validating nothing
+        # and passing would wave every experiment through
+        raise UsageError(f"no experiments/ folder in {Path.cwd()}; run from the repository "
+                         "root or name the experiment folders to check")
     result = validate_paths(list(paths) or [Path("experiments")])
     if output_format == "json":
         click.echo(render_json(result.findings, result.checked_folders))
