@@ -193,3 +193,28 @@ def test_body_file_refuses_what_is_not_ours(
     assert main(["report", "--pr", "9", "--body-file", str(path)]) == 1
     assert "first line must be a marker" in capsys.readouterr().err
     assert github.writes == []
+
+
+def test_a_shallow_clone_never_guesses_the_pr(
+        git_repo: Path, tmp_path: Path, mlflow_server: str, github: GitHubStandIn,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fetch-depth 1 the only commit seems to add every file: its PR (another one)
+    must not get the comment."""
+    folder, _ = make_experiment(git_repo)
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "Add lora-rank-sweep (#3)"], cwd=git_repo, check=True)
+    (git_repo / "unrelated.txt").write_text("x\n")
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "Unrelated (#4)"], cwd=git_repo, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=git_repo, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    github.pulls[head] = [4]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{git_repo}", str(clone)],
+                   check=True, capture_output=True)
+
+    code, _, err = report(clone / folder.relative_to(git_repo), mlflow_server, capsys,
+                          monkeypatch)
+
+    assert code == 1 and "this clone is shallow" in err and "--pr N" in err
+    assert github.comments == {} and github.writes == []

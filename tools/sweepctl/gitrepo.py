@@ -158,6 +158,11 @@ def commit_adding(path: Path) -> str | None:
     except git.GitCommandError as exc:
         raise GitError(f"git log failed: {exc.stderr.strip() or exc}") from exc
     shas = str(out).split()
+    if shas and shas[-1] in shallow_commits(repo):
+        # the oldest fetched commit "adds" everything: its PR is most likely not this one
+        raise GitError(f"this clone is shallow, so the commit that added {relative} may "
+                       "not be fetched; run `git fetch --unshallow` (in GitHub Actions: "
+                       "actions/checkout with fetch-depth: 0) or pass --pr N")
     return shas[-1] if shas else None
 
 
