@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from sweepctl.errors import SpecError
 from sweepctl.report.notes import BEGIN, END, check_markers, write_block
 
-no_markers = st.text(max_size=200).filter(lambda t: BEGIN not in t and END not in t)
+# Backticks and ~~~ could put the markers inside a code fence or `code`, where they are
+# text, not markers (tested on their own below).
+no_markers = st.text(max_size=200).filter(
+    lambda t: BEGIN not in t and END not in t and "`" not in t and "~~~" not in t)
 blocks = st.text(min_size=1, max_size=80).filter(
     lambda t: BEGIN not in t and END not in t and t.strip("\n") != "")
 
@@ -80,3 +83,29 @@ def test_malformed_markers_are_an_error_and_nothing_is_written(
     with pytest.raises(SpecError):
         write_block(path, "table")
     assert path.read_text() == text
+
+
+FENCED_DOC = (f"# Notes\n\nsweepctl writes between `{BEGIN}` and `{END}`, e.g.:\n\n"
+              f"```markdown\n{BEGIN}\n| trial | eval_loss |\n{END}\n```\n\n~~~\n{END}\n~~~\n")
+
+
+def test_markers_in_code_fences_and_inline_code_are_text(tmp_path: Path) -> None:
+    """Notes that show the markers (a fenced example, `inline code`) keep them as text:
+    no 'duplicate marker' error, and no results written into the code block."""
+    path = tmp_path / "notes.md"
+    path.write_bytes(FENCED_DOC.encode())
+    check_markers(path)
+    write_block(path, "table 1")
+    assert path.read_text() == f"{FENCED_DOC}\n{BEGIN}\ntable 1\n{END}\n"
+    write_block(path, "table 2")  # the real pair is found again: replaced, not appended
+    assert path.read_text() == f"{FENCED_DOC}\n{BEGIN}\ntable 2\n{END}\n"
+
+
+def test_an_unclosed_fence_hides_no_marker(tmp_path: Path) -> None:
+    """Otherwise the appended block would sit inside the open fence and every write would
+    append another one."""
+    path = tmp_path / "notes.md"
+    path.write_text("intro\n```\nunclosed\n")
+    write_block(path, "a")
+    write_block(path, "b")
+    assert path.read_text() == f"intro\n```\nunclosed\n\n{BEGIN}\nb\n{END}\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -26,11 +27,42 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def _fenced_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of the closed fenced code blocks (CommonMark fences).
+
+    A marker shown in a code block (notes that document sweepctl, a pasted example) is
+    text, not a marker. An unclosed fence hides nothing: otherwise the block appended
+    at the end would land inside it and a new one would be appended on every write.
+    """
+    spans: list[tuple[int, int]] = []
+    opened: tuple[int, str] | None = None
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        match = _FENCE.match(line.rstrip("\r\n"))
+        if match is not None:
+            fence, rest = match.group(1), match.group(2)
+            if opened is None:
+                if not (fence[0] == "`" and "`" in rest):  # a backtick fence's info string
+                    opened = (offset, fence)
+            elif fence[0] == opened[1][0] and len(fence) >= len(opened[1]) and not rest.strip():
+                spans.append((opened[0], offset + len(line)))
+                opened = None
+        offset += len(line)
+    return spans
+
+
 def _occurrences(text: str, marker: str) -> list[int]:
+    """Where ``marker`` stands as a marker: not in a fenced code block, not in `code`."""
+    spans = _fenced_spans(text) if ("```" in text or "~~~" in text) else []
     found, start = [], 0
     while (at := text.find(marker, start)) != -1:
-        found.append(at)
         start = at + len(marker)
+        quoted = text[at - 1:at] == "`" and text[start:start + 1] == "`"
+        if not quoted and not any(low <= at < high for low, high in spans):
+            found.append(at)
     return found
 
 
