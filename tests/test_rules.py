@@ -204,3 +204,13 @@ def test_name_mismatch_still_names_the_real_folder(exp: Path,
     [finding] = validate_paths([Path(".")]).findings
     assert finding.rule == "name-mismatch"
     assert "folder name 'lora-rank-sweep'" in finding.message
+
+
+def test_non_finite_numbers_are_errors_where_they_are_written(exp: Path) -> None:
+    # `.nan` passes every JSON Schema bound; `1e999` is infinity: neither can be a config,
+    # a trial id or a budget, and the finding points at the value, not at the sweep
+    edit(exp / "experiment.yaml", "target: 0.40", "target: .nan")
+    edit(exp / "sweep.yaml", "lora_rank: [8, 16, 32]", "lora_rank: [8, 1e999]")
+    assert [(Path(f.path).name, f.line, f.severity, f.rule) for f in findings(exp)] == [
+        ("experiment.yaml", 10, "error", "non-finite-number"),
+        ("sweep.yaml", 5, "error", "non-finite-number")]

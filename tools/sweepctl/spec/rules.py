@@ -10,6 +10,7 @@ schema, not again as a confusing rule finding.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -130,8 +131,8 @@ def _check_baseline_values(doc: Document, findings: Findings) -> None:
 def _typical(doc: Document, where: Key, key: str, value: Any, config: Mapping[str, Any],
              findings: Findings) -> None:
     """Warn when ``value`` for ``key`` lies outside the seed's typical range."""
-    if not _is_number(value) or key not in TYPICAL_RANGES:
-        return
+    if not _is_number(value) or key not in TYPICAL_RANGES or not math.isfinite(value):
+        return  # NaN/infinity: non-finite-number already says so
     low, high = TYPICAL_RANGES[key]
     if key == "val_size" and value >= 1:
         return  # a row count, not a fraction
@@ -263,6 +264,30 @@ def _check_checklist(folder: Path, docs: Mapping[str, Document], findings: Findi
                            f"checklist-{item.replace('_', '-')}")
 
 
+# --------------------------------------------------------------------------- any file
+
+def _check_finite(doc: Document, findings: Findings) -> bool:
+    """NaN and infinity (`.nan`, `.inf`, `1e999`) pass JSON Schema's bounds (every comparison
+    with NaN is false) but no config, trial id or budget can use them: report each where it
+    is written. False when there was one."""
+    ok = True
+    stack: list[tuple[Key, Any]] = [((), doc.data)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            mark = doc.mark(key)
+            where = "/".join(map(str, key)) or "document"
+            findings.error(doc.path, mark.line, mark.col,
+                           f"{where}: {value} is not a finite number; write a number",
+                           "non-finite-number")
+            ok = False
+        elif isinstance(value, Mapping):
+            stack.extend(((*key, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*key, i), v) for i, v in enumerate(value))
+    return ok
+
+
 # --------------------------------------------------------------------------- entry points
 
 def _sweep_checker() -> Callable[[Path, Mapping[str, Document], Findings], None] | None:
@@ -281,6 +306,7 @@ def check_rules(folder: Path, docs: Mapping[str, Document], schema_ok: Mapping[s
                 findings: Findings) -> None:
     """Every semantic rule for one folder; ``docs`` holds the files that parsed."""
     exp, base, sweep = docs.get("experiment"), docs.get("baseline"), docs.get("sweep")
+    finite = {kind: _check_finite(doc, findings) for kind, doc in docs.items()}
     if exp is not None and isinstance(exp.data, Mapping):
         _check_name(folder, exp, findings)
     if base is not None and isinstance(base.data, Mapping):
@@ -290,7 +316,8 @@ def check_rules(folder: Path, docs: Mapping[str, Document], schema_ok: Mapping[s
             if sweep is not None and schema_ok.get("sweep"):
                 _check_sweep_values(sweep, base.data, findings)
     _check_checklist(folder, docs, findings)
-    if all(schema_ok.get(kind) for kind in ("experiment", "baseline", "sweep")):
+    # a non-finite value would only come back from expansion, at the sweep's position
+    if all(schema_ok.get(kind) and finite[kind] for kind in ("experiment", "baseline", "sweep")):
         _check_eval_metric(docs, findings)
         checker = _sweep_checker()
         if checker is not None:
