@@ -109,3 +109,12 @@ def test_an_unclosed_fence_hides_no_marker(tmp_path: Path) -> None:
     write_block(path, "a")
     write_block(path, "b")
     assert path.read_text() == f"intro\n```\nunclosed\n\n{BEGIN}\nb\n{END}\n"
+
+
+def test_a_new_notes_file_gets_the_usual_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_block(tmp_path / "notes.md", "x")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "notes.md").stat().st_mode & 0o777) == "0o644"
