@@ -21,6 +21,7 @@ class GitHubStandIn:
     writes: list[tuple[str, int]] = field(default_factory=list)   # (method, comment id)
     fail_next: list[tuple[str, int]] = field(default_factory=list)  # (method, status)
     pulls: dict[str, list[int]] = field(default_factory=dict)      # sha -> PR numbers
+    list_requests: list[tuple[int, int]] = field(default_factory=list)  # (per_page, page)
     next_id: int = 1000
 
     @property
@@ -62,8 +63,23 @@ class GitHubStandIn:
         return None
 
     def _list(self, request: Request) -> Response:
+        """Paginated like GitHub: per_page (default 30, at most 100), page, Link header."""
         issue = int(request.path.split("/")[-2])
-        return self._fault("GET") or self._json(self.on(issue))
+        fault = self._fault("GET")
+        if fault is not None:
+            return fault
+        per_page = min(int(request.args.get("per_page", 30)), 100)
+        page = int(request.args.get("page", 1))
+        self.list_requests.append((per_page, page))
+        everything = self.on(issue)
+        response = self._json(everything[(page - 1) * per_page:page * per_page])
+        last = max(1, -(-len(everything) // per_page))
+        url = f"{request.host_url.rstrip('/')}{request.path}?per_page={per_page}"
+        links = [f'<{url}&page={page + 1}>; rel="next"', f'<{url}&page={last}>; rel="last"'] \
+            if page < last else []
+        if links:
+            response.headers["Link"] = ", ".join(links)
+        return response
 
     def _create(self, request: Request) -> Response:
         issue = int(request.path.split("/")[-2])

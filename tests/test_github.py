@@ -101,3 +101,15 @@ def test_an_oversize_table_keeps_top_rows_under_the_limit(github: GitHubStandIn)
         in body
     assert sticky(github).upsert(body).action == "created"
     assert github.on(7)[0]["body"] == body
+
+
+def test_our_comment_is_found_past_the_first_page(github: GitHubStandIn) -> None:
+    """GitHub lists at most 100 comments a page: a busy PR's sticky comment sits on a
+    later page and must be edited there, not duplicated."""
+    for i in range(130):
+        github.add(7, f"review comment {i}")
+    assert sticky(github).upsert(f"{MARKER}\nfirst\n").action == "created"
+    assert sticky(github).upsert(f"{MARKER}\nsecond\n").action == "updated"
+    ours = [c for c in github.on(7) if c["body"].startswith(MARKER)]
+    assert len(ours) == 1 and ours[0]["body"] == f"{MARKER}\nsecond\n"
+    assert (100, 2) in github.list_requests  # it really paged
