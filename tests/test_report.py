@@ -218,3 +218,19 @@ def test_a_shallow_clone_never_guesses_the_pr(
 
     assert code == 1 and "this clone is shallow" in err and "--pr N" in err
     assert github.comments == {} and github.writes == []
+
+
+def test_body_file_limit_counts_characters_not_bytes(
+        tmp_path: Path, github: GitHubStandIn, capsys: pytest.CaptureFixture[str]) -> None:
+    """A plan table full of multi-byte text (· – ± Δ, names in any script) is under
+    GitHub's 65,536 characters while over 65,536 bytes: it must still be posted."""
+    path = tmp_path / "plan.md"
+    body = "<!-- sweepctl:report:demo -->\n" + "| Δ ± – · ü |\n" * 4000
+    assert len(body) < 65_536 < len(body.encode())
+    path.write_text(body, encoding="utf-8")
+    assert main(["report", "--pr", "9", "--body-file", str(path)]) == 0, \
+        capsys.readouterr().err
+    assert github.on(9)[0]["body"] == body
+    path.write_text(body + "x" * 10_000, encoding="utf-8")
+    assert main(["report", "--pr", "9", "--body-file", str(path)]) == 1
+    assert "characters; a comment is at most 65536" in capsys.readouterr().err

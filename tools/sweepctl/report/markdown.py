@@ -35,13 +35,17 @@ def read_comment_body(path: Path) -> tuple[str, str]:
     UTF-8, and a first line that is exactly a sweepctl marker with a valid experiment name.
     """
     raw = path.read_bytes()
-    if len(raw) > GITHUB_COMMENT_LIMIT:
+    # GitHub's limit is in characters; a UTF-8 character takes up to 4 bytes
+    if len(raw) > 4 * GITHUB_COMMENT_LIMIT:
         raise SweepctlError(f"{path}: {len(raw)} bytes; a comment is at most "
                             f"{GITHUB_COMMENT_LIMIT} characters")
     try:
         body = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise SweepctlError(f"{path}: not UTF-8 text") from None
+    if len(body) > GITHUB_COMMENT_LIMIT:
+        raise SweepctlError(f"{path}: {len(body)} characters; a comment is at most "
+                            f"{GITHUB_COMMENT_LIMIT}")
     first = body.split("\n", 1)[0].strip()
     if not _MARKER.fullmatch(first):
         raise SweepctlError(f"{path}: the first line must be a marker like "
