@@ -198,3 +198,35 @@ def test_the_validate_hook_run_in_ci_exists() -> None:
     manifest = REPO / ".pre-commit-hooks.yaml"
     if manifest.exists():
         assert "sweepctl-validate" in {hook["id"] for hook in yaml.safe_load(manifest.read_text())}
+
+
+def test_report_commits_good_notes_even_when_the_comment_fails(tmp_path: Path) -> None:
+    """report.yml's loop, run by bash as Actions runs it, with a stand-in sweepctl that
+    writes notes.md and then fails to post (no PR found): the notes still get their
+    commit with the trailer, the other experiment too, and the job is marked failed."""
+    script = next(step["run"] for where, step in steps() if where.startswith("report.yml")
+                  and step.get("name") == "Report every experiment")
+    repo = tmp_path / "repo"
+    for name in ("alpha", "beta"):
+        (repo / "experiments" / name).mkdir(parents=True)
+        (repo / "experiments" / name / "experiment.yaml").write_text(f"name: {name}\n")
+    stub = repo / ".venv" / "bin" / "sweepctl"
+    stub.parent.mkdir(parents=True)
+    stub.write_text('#!/bin/bash\necho "results" > "$2/notes.md"\n'
+                    '[ "$(basename "$2")" = beta ]\n')
+    stub.chmod(0o755)
+    (repo / ".gitignore").write_text(".venv/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["-c", "user.name=t", "-c",
+                 "user.email=t@e", "commit", "-qm", "init"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    env_file = tmp_path / "github_env"
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                          cwd=repo, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                               "GITHUB_ENV": str(env_file)})
+    assert done.returncode == 0, done.stderr
+    log = subprocess.run(["git", "log", "--format=%B%x00"], cwd=repo, check=True,
+                         capture_output=True, text=True).stdout
+    assert "Sweepctl-Experiment: alpha" in log and "Sweepctl-Experiment: beta" in log
+    assert "failed=1" in env_file.read_text()
+    assert "::warning::report failed for alpha" in done.stdout
