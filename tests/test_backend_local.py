@@ -224,3 +224,98 @@ def test_real_llamafactory_on_the_tiny_model(tmp_path: Path, store: str) -> None
     assert report.ok, [(r.name, r.detail) for r in report.not_launched]
     assert len(outcomes(report)) == 2
     shutil.rmtree(tmp_path / ".sweepctl" / "tiny", ignore_errors=True)
+
+
+def _slow_trial(name: str = "slow", sleep: float = 60) -> LocalTrial:
+    meta = {"version": 1, "mlflow_experiment": "local-claims", "run_name": name,
+            "tags": {"sweepctl.trial_id": f"{name}1", "sweepctl.role": "trial"},
+            "parent_run_id": None, "log_params": []}
+    return LocalTrial(f"{name}1", name, {"fake_sleep": sleep, "run_name": name,
+                                         "learning_rate": 0.1, "lora_rank": 8}, meta)
+
+
+def _wait_for(path: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_a_trial_whose_launcher_crashed_is_not_started_twice(
+        tmp_path: Path, store: str, fake_site: Path) -> None:
+    """sweepctl killed -9 while its trial trains: the trial still counts as running (the
+    runner holds the claim), so the next launch does not start a second copy."""
+    opts = local_options(tmp_path, store, fake_site)
+    state = tmp_path / ".sweepctl"
+    script = (
+        "import sys, pathlib\n"
+        "from sweepctl.backends.local import LocalBackend, LocalTrial\n"
+        f"meta = {_slow_trial().meta!r}\n"
+        f"config = {dict(_slow_trial().train_config)!r}\n"
+        f"LocalBackend(sys.executable, pathlib.Path({str(RUNNER)!r}), "
+        f"pathlib.Path({str(state)!r}), {store!r}, 1, {opts.env!r})"
+        ".run('exp', [LocalTrial('slow1', 'slow', config, meta)])\n")
+    launcher = subprocess.Popen([sys.executable, "-c", script])
+    runners: list[int] = []
+
+    def our_runners() -> list[int]:  # the trials this test started (by their unique path)
+        found = subprocess.run(["pgrep", "-f", str(state / "runs" / "exp" / "slow")],
+                               capture_output=True, text=True, check=False).stdout.split()
+        return [int(pid) for pid in found]
+
+    try:
+        _wait_for(tmp_path / "stamps" / "started-slow")
+        launcher.kill()  # the launcher dies; its trial (own session) trains on
+        launcher.wait()
+        runners = our_runners()
+        backend = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+        assert backend.observe("exp")["slow1"].phase == "running"
+        [again] = backend.run("exp", [_slow_trial()])
+        assert again.outcome == Outcome.RUNNING
+        assert len(list((tmp_path / "stamps").iterdir())) == 1  # no second start
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        runners = sorted(set(runners) | set(our_runners()))
+        for pid in runners:
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while our_runners() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # the runner gone too: nothing holds the claim, no exit code was written: it re-runs
+    assert "slow1" not in LocalBackend(sys.executable, RUNNER, state, store, 1,
+                                       opts.env).observe("exp")
+
+
+def test_a_claim_file_left_by_a_dead_launcher_never_blocks_the_trial(
+        tmp_path: Path, store: str, fake_site: Path) -> None:
+    """A claim naming a live pid (pids are reused: in a CI container sweepctl gets the same
+    small pid every time) must not make the trial look taken forever."""
+    opts = local_options(tmp_path, store, fake_site)
+    state = tmp_path / ".sweepctl"
+    folder = state / "runs" / "exp" / "quick"
+    folder.mkdir(parents=True)
+    (folder / "claim").write_text(str(os.getpid()))
+    (folder / "trial.json").write_text(json.dumps({"trial_id": "quick1", "name": "quick"}))
+    backend = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+    assert "quick1" not in backend.observe("exp")
+    [result] = backend.run("exp", [_slow_trial("quick", sleep=0.1)])
+    assert result.outcome == Outcome.LAUNCHED, result.detail
+    assert backend.observe("exp")["quick1"].phase == "succeeded"
+
+
+def test_a_trial_finished_by_a_racing_launch_after_observe_is_not_run_again(
+        tmp_path: Path, store: str, fake_site: Path) -> None:
+    """Two launches: B looks (nothing there), A runs the trial to the end, then B gets to
+    it. B must not train it a second time."""
+    opts = local_options(tmp_path, store, fake_site)
+    state = tmp_path / ".sweepctl"
+    late = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+    assert late.observe("exp") == {}
+    early = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+    [first] = early.run("exp", [_slow_trial("race", sleep=0.1)])
+    assert first.outcome == Outcome.LAUNCHED, first.detail
+    [second] = late.run("exp", [_slow_trial("race", sleep=0.1)])
+    assert second.outcome == Outcome.RUNNING
+    assert [p.name for p in (tmp_path / "stamps").iterdir()].count("started-race") == 1
+    assert len(list((tmp_path / "stamps").iterdir())) == 2  # one start, one result

@@ -5,7 +5,7 @@ trials; a trial with a FINISHED MLflow run (by trial id) is reused; one the back
 already has (a Job, a local process) is left alone; exactly the rest is launched. The
 decision is recomputed from the live systems on every run, so re-running after a
 failure, or two runs racing, never starts a trial twice (the backend's create is the
-last guard: a Job name is unique, a local trial is claimed with O_EXCL).
+last guard: a Job name is unique, a local trial is claimed with an flock its runner inherits).
 """
 
 from __future__ import annotations

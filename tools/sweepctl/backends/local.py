@@ -1,14 +1,19 @@
 """The embedded default: trials as subprocesses of the trainer's Python (``local.python``).
 
 Each trial gets a folder under ``<state_dir>/runs/<experiment>/<trial name>/`` holding
-its train YAML, the runner's metadata, one log file, and a claim file with the pid of
-the sweepctl process that owns it. The claim (created with O_EXCL) is what makes two
-``launch`` commands racing on one machine start a trial once. ``launch`` waits for the
-children; Ctrl-C sends them SIGINT (the runner ends its MLflow run KILLED) and waits.
+its train YAML, the runner's metadata, one log file, and a claim file. The claim is an
+exclusive ``flock`` held by the sweepctl process that starts the trial AND inherited by
+the trial's process: the kernel drops it when both are gone, so a trial whose launcher
+crashed still counts as running while its runner lives, and a crash never leaves a
+claim behind that blocks the trial forever (a pid in a file would: pids are reused, and
+taking over a stale file raced). That is what makes two ``launch`` commands racing on
+one machine start a trial once. ``launch`` waits for the children; Ctrl-C sends them
+SIGINT (the runner ends its MLflow run KILLED) and waits.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -39,14 +44,26 @@ def trial_dir(state_dir: Path, experiment: str, name: str) -> Path:
     return state_dir / "runs" / experiment / name
 
 
-def _alive(pid: int) -> bool:
+def _claimed(folder: Path) -> bool:
+    """True while some process (a launcher or its trial) holds the folder's claim."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(folder / "claim", os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
-    return True
+    finally:
+        os.close(fd)  # closing drops the probe's own shared lock
+    return False
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _read_int(path: Path) -> int | None:
@@ -63,6 +80,7 @@ class _Running:
     process: subprocess.Popen[bytes]
     log: BinaryIO
     started: float
+    claim: int  # the claim's fd: closing it (after exit_code is written) releases the trial
 
 
 class LocalBackend:
@@ -76,58 +94,65 @@ class LocalBackend:
         self.tracking_uri = tracking_uri
         self.max_parallel = max(1, max_parallel)
         self.env = dict(env or {})
+        # experiment -> trial folder -> exit_code's mtime when observed: a trial another
+        # launcher finished after our observe() must not be started again (see _start)
+        self._seen: dict[str, dict[str, int | None]] = {}
 
     # -- observing ----------------------------------------------------------------------------
 
     def observe(self, experiment: str) -> dict[str, Observed]:
         """trial id -> what the trial folders say (running, succeeded, failed)."""
         found: dict[str, Observed] = {}
+        seen = self._seen[experiment] = {}
         root = self.state_dir / "runs" / experiment
         if not root.is_dir():
             return found
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            seen[folder.name] = _mtime_ns(folder / "exit_code")
             meta_path = folder / "trial.json"
             try:
                 trial_id = str(json.loads(meta_path.read_text())["trial_id"])
             except (OSError, ValueError, KeyError):
                 continue
-            pid = _read_int(folder / "claim")
             code = _read_int(folder / "exit_code")
-            if pid is not None and _alive(pid):
+            if _claimed(folder):
                 phase = "running"
             elif code is not None:
                 phase = "succeeded" if code == 0 else "failed"
             else:
-                continue  # a claim left by a killed sweepctl: nothing runs there
+                continue  # its launcher and its runner died before an exit code: re-run
             found[trial_id] = Observed(trial_id, folder.name, phase,
                                        detail=str(folder / "trial.log"))
         return found
 
     # -- running ------------------------------------------------------------------------------
 
-    def _claim(self, folder: Path) -> bool:
-        """Take the trial's claim file; False when a live sweepctl process holds it."""
+    def _claim(self, folder: Path) -> int | None:
+        """The trial's claim, locked (its fd); None when another process holds it.
+        The file is never removed: unlinking a lock file lets two processes lock two
+        different files under one name."""
         folder.mkdir(parents=True, exist_ok=True)
-        claim = folder / "claim"
-        for _ in range(2):
-            try:
-                fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = _read_int(claim)
-                if owner is not None and _alive(owner):
-                    return False
-                claim.unlink(missing_ok=True)  # stale: its owner died
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(os.getpid()))
-            return True
-        return False
+        fd = os.open(folder / "claim", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())  # for a human reading the folder
+        return fd
 
     def _start(self, trial: LocalTrial, experiment: str) -> _Running | TrialResult:
         folder = trial_dir(self.state_dir, experiment, trial.name)
-        if not self._claim(folder):
+        claim = self._claim(folder)
+        if claim is None:
             return TrialResult(trial.trial_id, trial.name, Outcome.RUNNING,
                                "another sweepctl process runs it")
+        seen = self._seen.get(experiment)
+        if seen is not None and seen.get(folder.name) != _mtime_ns(folder / "exit_code"):
+            os.close(claim)
+            return TrialResult(trial.trial_id, trial.name, Outcome.RUNNING,
+                               "another sweepctl process ran it since this launch looked")
         (folder / "exit_code").unlink(missing_ok=True)
         config_path = folder / "train.yaml"
         meta_path = folder / "meta.json"
@@ -144,19 +169,20 @@ class LocalBackend:
                 [self.python, str(self.runner), "--config", str(config_path),
                  "--meta", str(meta_path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True)  # Ctrl-C reaches the children through us, once
+                start_new_session=True,  # Ctrl-C reaches the children through us, once
+                pass_fds=(claim,))  # the trial holds its claim even if we die
         except OSError as exc:
             log.close()
-            (folder / "claim").unlink(missing_ok=True)
+            os.close(claim)
             return TrialResult(trial.trial_id, trial.name, Outcome.FAILED,
                                f"cannot start {self.python}: {exc.strerror or exc}")
-        return _Running(trial, folder, process, log, time.monotonic())
+        return _Running(trial, folder, process, log, time.monotonic(), claim)
 
     def _finish(self, running: _Running) -> TrialResult:
         code = running.process.returncode
         running.log.close()
         (running.folder / "exit_code").write_text(str(code))
-        (running.folder / "claim").unlink(missing_ok=True)
+        os.close(running.claim)  # after exit_code: an observer never sees neither
         seconds = time.monotonic() - running.started
         log = running.folder / "trial.log"
         if code == 0:
