@@ -230,3 +230,25 @@ def test_report_commits_good_notes_even_when_the_comment_fails(tmp_path: Path) -
     assert "Sweepctl-Experiment: alpha" in log and "Sweepctl-Experiment: beta" in log
     assert "failed=1" in env_file.read_text()
     assert "::warning::report failed for alpha" in done.stdout
+
+
+def test_pr_comment_posts_every_plan_even_when_one_is_refused(tmp_path: Path) -> None:
+    """pr-comment.yml's loop under bash -eo pipefail: a refused plan (empty, because its
+    `sweepctl plan` failed) is reported, the others are still posted, the job fails."""
+    script = next(step["run"] for where, step in steps() if where.startswith("pr-comment.yml")
+                  and step.get("name") == "Post or edit the sticky comments")
+    plans = tmp_path / "untrusted-plan" / "plans"
+    plans.mkdir(parents=True)
+    (plans / "alpha.md").write_text("")
+    (plans / "beta.md").write_text("<!-- sweepctl:report:beta -->\nplan\n")
+    posted = tmp_path / "posted"
+    stub = tmp_path / "work" / ".venv" / "bin" / "sweepctl"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(f'#!/bin/bash\n[ -s "$5" ] || exit 1\necho "$5" >> "{posted}"\n')
+    stub.chmod(0o755)
+    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                          cwd=stub.parent.parent.parent, capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "PR_NUMBER": "12",
+                                           "RUNNER_TEMP": str(tmp_path)})
+    assert done.returncode == 1
+    assert posted.read_text().split() == [str(plans / "beta.md")]
