@@ -255,3 +255,21 @@ def test_suspended_job_of_a_changed_or_removed_trial_is_not_released(
     assert report.ok and set(outcomes(report).values()) == {Outcome.LAUNCHED}
     jobs = emu.objects("jobs", NAMESPACE)
     assert all(jobs[name]["spec"].get("suspend") is True for name in waiting)
+
+
+def test_mlflow_credentials_in_the_uri_never_reach_the_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracking URI with user:password (basic auth) in an MLflow error is printed by the
+    CLI and kept in CI logs: the password must be masked."""
+    from conftest import free_port  # type: ignore[import-not-found]
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    folder = make_experiment(tmp_path, "secret-uri")
+    uri = f"http://anna:s3cr3t-pw@127.0.0.1:{free_port()}"
+    report = launch([folder], LaunchOptions(backend="local", tracking_uri=uri,
+                                            state_dir=tmp_path / ".sweepctl"))
+    [refused] = report.refused
+    text = " ".join(refused.refused)
+    assert "cannot" in text and "127.0.0.1" in text
+    assert "s3cr3t-pw" not in text

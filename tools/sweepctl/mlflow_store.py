@@ -41,7 +41,10 @@ def _client(tracking_uri: str) -> Any:
         from mlflow.tracking import MlflowClient
     except ImportError as exc:  # pragma: no cover - the full extra is missing
         raise MlflowError("mlflow is not installed (pip install 'sweepctl[full]')") from exc
-    return MlflowClient(tracking_uri=tracking_uri)
+    try:
+        return MlflowClient(tracking_uri=tracking_uri)
+    except Exception as exc:  # e.g. a mistyped scheme in MLFLOW_TRACKING_URI
+        raise _wrap("open the tracking store", tracking_uri, exc) from exc
 
 
 def _quote(value: str) -> str:
@@ -64,9 +67,22 @@ def _record(run: Any) -> RunRecord:
     )
 
 
+def _redact(text: str, tracking_uri: str) -> str:
+    """``text`` without the URI's password: MLflow quotes the whole URL (basic auth
+    credentials included) in its errors, and ours end up in CI logs."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(tracking_uri).password
+    except ValueError:
+        return text
+    return text.replace(password, "***") if password else text
+
+
 def _wrap(action: str, tracking_uri: str, exc: Exception) -> MlflowError:
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return MlflowError(f"cannot {action} at {tracking_uri}: {detail[:300]}")
+    return MlflowError(_redact(f"cannot {action} at {tracking_uri}: {detail[:300]}",
+                               tracking_uri))
 
 
 def get_experiment_id(tracking_uri: str, mlflow_experiment: str) -> str | None:
