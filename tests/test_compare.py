@@ -221,3 +221,15 @@ def test_a_nan_objective_is_never_the_best_and_json_stays_valid() -> None:
                           parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
         assert data["rows"][1]["eval_loss"] is None and data["rows"][1]["train_loss"] is None
         assert "| r16 " in render_markdown(comparison)
+
+
+def test_an_unusable_tracking_uri_is_one_line_and_exit_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped MLFLOW_TRACKING_URI is bad input: not an internal error (exit 3)."""
+    folder, _ = make_experiment(tmp_path)
+    code, out, err = compare(folder, "bogus://nowhere", capsys, monkeypatch)
+    assert (code, out) == (1, "")
+    assert err.startswith("sweepctl: error: mlflow: cannot open the tracking store at "
+                          "bogus://nowhere: ")
+    assert len(err.strip().splitlines()) == 1
