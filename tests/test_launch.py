@@ -273,3 +273,28 @@ def test_mlflow_credentials_in_the_uri_never_reach_the_report(
     text = " ".join(refused.refused)
     assert "cannot" in text and "127.0.0.1" in text
     assert "s3cr3t-pw" not in text
+
+
+def test_status_shows_the_finished_run_launch_reuses_from_another_experiment(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """Reuse is by trial id across sweeps: when launch says "reused", status must show
+    that FINISHED run and its objective, not "-"."""
+    from mlflow.tracking import MlflowClient
+
+    folder = make_experiment(tmp_path, "reused-elsewhere")
+    dry = launch([folder], options(emu, store, dry_run=True))
+    trial = dry.experiments[0].results[0]
+    client = MlflowClient(tracking_uri=store)
+    experiment_id = client.create_experiment("reused-elsewhere")
+    run = client.create_run(experiment_id, tags={
+        "sweepctl.trial_id": trial.trial_id, "sweepctl.role": "trial",
+        "sweepctl.experiment": "an-earlier-sweep", "sweepctl.trial": "an-earlier-sweep-x"})
+    client.log_metric(run.info.run_id, "eval_loss", 0.25)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    report = launch([folder], options(emu, store))
+    assert outcomes(report)[trial.name] == Outcome.REUSED
+    table = status(folder, backend="kubernetes", tracking_uri=store,
+                   kube_configuration=configuration_for_host(emu.url))
+    row = next(r for r in table.rows if r.trial_id == trial.trial_id)
+    assert (row.run_status, row.objective, row.run_id) == ("FINISHED", 0.25, run.info.run_id)
+    assert table.count("FINISHED") == 1

@@ -2,7 +2,8 @@
 
 One row per trial of the sweep as git has it now; the backend column comes from the
 Jobs' conditions (or the local trial folders), the MLflow columns from the newest run
-carrying the trial's id.
+carrying the trial's id, except that a FINISHED run (from any sweep: launch reuses
+it) wins.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def status(folder: Path, *, backend: str, tracking_uri: str | None,
         for run in mlflow_store.trial_runs(uri, experiment.mlflow_experiment, experiment.name):
             if run.trial_id and run.trial_id not in newest:
                 newest[run.trial_id] = run
+        # launch reuses a FINISHED run by trial id from any sweep (the same work has the
+        # same id); status shows what launch decides on, so that run wins
+        newest.update(mlflow_store.finished_trials(uri, experiment.mlflow_experiment,
+                                                   {t.trial_id for t in trials}))
     metric = experiment.objective.metric
     report = StatusReport(experiment.name, metric, backend)
     for trial in trials:
