@@ -234,3 +234,23 @@ def test_body_file_limit_counts_characters_not_bytes(
     path.write_text(body + "x" * 10_000, encoding="utf-8")
     assert main(["report", "--pr", "9", "--body-file", str(path)]) == 1
     assert "characters; a comment is at most 65536" in capsys.readouterr().err
+
+
+def test_scheduled_notes_for_an_experiment_merged_without_a_pr(
+        git_repo: Path, mlflow_server: str, github: GitHubStandIn,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """report.yml runs `report --notes` for every experiment: one pushed straight to main
+    has no PR; its notes.md is still written and that is not a failure. Without --notes
+    the missing PR stays an error."""
+    folder, _ = make_experiment(git_repo)
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "Add lora-rank-sweep"], cwd=git_repo, check=True)
+
+    code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--notes")
+    assert code == 0, err
+    assert "comment not posted: github: no pull request contains commit" in err
+    assert "sweepctl:results:begin" in (folder / "notes.md").read_text()
+    assert github.writes == []
+
+    code, _, err = report(folder, mlflow_server, capsys, monkeypatch)
+    assert code == 1 and "no pull request contains commit" in err

@@ -35,6 +35,10 @@ def _notes_url(experiment: Experiment, repository: str | None) -> str | None:
     return f"{server}/{repository}/blob/HEAD/{relative}"
 
 
+class NoPullRequest(GitHubError):
+    """The experiment reached main without a PR (or before sweepctl knew of it)."""
+
+
 def _find_pr(experiment: Experiment, comparison: Comparison, target: GitHubTarget) -> int:
     """The runs' sweepctl.pr tag, else the PR of the commit that added the experiment."""
     from sweepctl.gitrepo import commit_adding
@@ -44,11 +48,11 @@ def _find_pr(experiment: Experiment, comparison: Comparison, target: GitHubTarge
         return int(comparison.pull_requests[0])
     sha = commit_adding(experiment.path / "experiment.yaml")
     if sha is None:
-        raise GitHubError(f"{experiment.path}/experiment.yaml is not committed yet, so its "
+        raise NoPullRequest(f"{experiment.path}/experiment.yaml is not committed yet, so its "
                           "pull request cannot be found; pass --pr N")
     number = pull_request_for_commit(target, sha)
     if number is None:
-        raise GitHubError(f"no pull request contains commit {sha[:12]} that added "
+        raise NoPullRequest(f"no pull request contains commit {sha[:12]} that added "
                           f"{experiment.name}; pass --pr N")
     return number
 
@@ -136,7 +140,15 @@ def command(experiment_dir: Path | None, pr_number: int | None, notes: bool,
     from sweepctl.report.github import StickyComment
 
     target = _github_target(repository)
-    number = pr_number or _find_pr(experiment, comparison, target)
+    try:
+        number = pr_number or _find_pr(experiment, comparison, target)
+    except NoPullRequest as exc:
+        if not notes:
+            raise
+        # the scheduled report covers every experiment, some merged without a PR: their
+        # notes.md is the report, so that is not a failure (a GitHub error still is)
+        click.echo(f"comment not posted: {exc}", err=True)
+        return 0
     result = StickyComment(target, number, markdown.comment_marker(experiment.name)).upsert(body)
     click.echo(f"{repository}#{number}: comment {result.action}"
                f"{f' ({result.url})' if result.url else ''}", err=True)
