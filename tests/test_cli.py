@@ -65,3 +65,10 @@ def test_errors_map_to_exit_codes(monkeypatch: pytest.MonkeyPatch,
 
 
 EXPLODE: click.Command | None = None
+
+
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_tolerance_must_be_a_fraction(tmp_path: Path, command: str) -> None:
+    result = run(command, str(tmp_path), "--tolerance", "2")
+    assert result.returncode == 2
+    assert "--tolerance" in result.stderr and "Traceback" not in result.stderr

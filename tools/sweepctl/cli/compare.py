@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from sweepctl.errors import UsageError
 from sweepctl.results.compare import DEFAULT_TOLERANCE, compare_experiment, resolve_tracking_uri
 from sweepctl.results.tables import FORMATS, render
 from sweepctl.runtime import resolve_runtime
@@ -16,7 +15,8 @@ from sweepctl.spec.folder import load_experiment
 
 def tolerance_option(function: click.decorators.FC) -> click.decorators.FC:
     return click.option(
-        "--tolerance", type=float, default=DEFAULT_TOLERANCE, show_default=True,
+        "--tolerance", type=click.FloatRange(0, 1, max_open=True), default=DEFAULT_TOLERANCE,
+        show_default=True,
         help="sweet spot: the fastest trial whose objective is within this fraction of the "
              "best (0.02 = 2% relative)")(function)
 
@@ -36,8 +36,6 @@ def command(experiment_dir: Path, metric: str | None, goal: str | None, output_f
 
     MLflow: MLFLOW_TRACKING_URI, else experiments/defaults.yaml.
     """
-    if not 0 <= tolerance < 1:
-        raise UsageError("--tolerance must be a fraction in [0, 1), e.g. 0.02 for 2%")
     experiment = load_experiment(experiment_dir)
     runtime = resolve_runtime(experiment.path, experiment.runtime)
     uri = resolve_tracking_uri(experiment.path, runtime, os.environ)
