@@ -34,7 +34,8 @@ import mlflow
 def run_exp(config):
     stamp = os.environ["FAKE_TRAINER_STAMPS"]
     start = time.time()
-    open(os.path.join(stamp, "started-" + config["run_name"]), "w").close()
+    with open(os.path.join(stamp, "started-" + config["run_name"]), "w") as handle:
+        handle.write(os.getcwd())
     time.sleep(float(config.get("fake_sleep", 0.3)))
     if config.get("lora_rank") == int(os.environ.get("FAKE_TRAINER_FAIL_RANK", "-1")):
         raise RuntimeError("fake trainer: diverged")
@@ -163,6 +164,27 @@ def test_failure_budget_holds_trials_that_never_ran(
     assert sorted(outcomes(fixed).values()) == \
         [Outcome.HELD] * 2 + [Outcome.LAUNCHED] * 2 + [Outcome.REUSED] * 2
     assert launch([folder], local_options(tmp_path, store, fake_site)).ok
+
+
+def test_trials_run_in_the_repo_root_whatever_the_launchers_cwd(
+        tmp_path: Path, store: str, fake_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths (local.python, model and dataset dirs) mean the repo root."""
+    folder = make_experiment(tmp_path, "local-cwd")
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    report = launch([folder], local_options(tmp_path, store, fake_site))
+    assert report.ok
+    started = list((tmp_path / "stamps").glob("started-*"))
+    assert started and {p.read_text() for p in started} == {str(tmp_path.resolve())}
+
+
+def test_relative_local_python_is_relative_to_the_repo_root(tmp_path: Path) -> None:
+    relative = LocalBackend(".venv-trainer/bin/python", RUNNER, tmp_path, "", workdir=tmp_path)
+    assert relative.python == str(tmp_path / ".venv-trainer/bin/python")
+    assert LocalBackend("python3", RUNNER, tmp_path, "", workdir=tmp_path).python == "python3"
+    assert LocalBackend("/usr/bin/python3", RUNNER, tmp_path, "",
+                        workdir=tmp_path).python == "/usr/bin/python3"
 
 
 def test_ctrl_c_stops_the_children_and_their_runs_end_killed(

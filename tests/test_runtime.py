@@ -61,3 +61,12 @@ def test_tracking_uri_rule(tmp_path: Path) -> None:
     assert tracking_uri(Runtime(local=LocalRuntime(tracking_uri="sqlite:////abs/db")),
                         "local", root) == "sqlite:////abs/db"
     assert tracking_uri(Runtime(), "kubernetes", root) is None
+
+
+def test_defaults_are_found_from_inside_the_experiment_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiments = tmp_path / "experiments"
+    (experiments / "x").mkdir(parents=True)
+    (experiments / "defaults.yaml").write_text("kubernetes: {image: 'img:7'}\n")
+    monkeypatch.chdir(experiments / "x")
+    assert resolve_runtime(Path("."), {}).kubernetes.image == "img:7"

@@ -171,3 +171,33 @@ def test_sigterm_ends_the_run_killed(tmp_path: Path, mlflow_server: str,
     (run,) = all_runs(mlflow_server, experiment)
     assert run.status == "KILLED"
     assert "SIGTERM" in run.tags["sweepctl.error"]
+
+
+class _FlakyMlflow:
+    """Stands in for the mlflow module at the one call that ends the run."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.ended: list[str] = []
+
+    def active_run(self) -> object:
+        return object()
+
+    def end_run(self, status: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("mlflow unreachable")
+        self.ended.append(status)
+
+
+def test_ending_the_run_survives_a_blip_and_admits_a_longer_outage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sweepctl.runner import trial_runner
+
+    monkeypatch.setattr(trial_runner.time, "sleep", lambda seconds: None)
+    blip = _FlakyMlflow(failures=2)
+    assert trial_runner.end_run(blip, None, "run1", "FINISHED")
+    assert blip.ended == ["FINISHED"]
+    outage = _FlakyMlflow(failures=99)
+    assert not trial_runner.end_run(outage, None, "run1", "FINISHED", attempts=3)
+    assert outage.ended == []

@@ -312,7 +312,7 @@ def _local(ctx: _Context, advance: Callable[[TrialResult], None]) -> list[TrialR
     max_parallel = min(runtime.max_parallel,
                        int(ctx.experiment.sweep.get("max_parallel") or runtime.max_parallel))
     backend = LocalBackend(runtime.python, runner, options.state_dir, ctx.tracking_uri,
-                           max_parallel, options.env)
+                           max_parallel, options.env, workdir=repo_root(ctx.experiment.path))
     observed = backend.observe(ctx.experiment.name)
     decided, pending = _classify(ctx.trials, ctx.finished, observed)
     # a local trial that failed is retried on the next launch: nothing like a Job stays behind

@@ -68,7 +68,9 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def defaults_path(experiment_dir: Path) -> Path:
-    return experiment_dir.parent / "defaults.yaml"
+    # absolute first: Path(".").parent is "." itself, so `sweepctl render .` inside an
+    # experiment would miss the defaults.yaml beside it (and its image, part of every id)
+    return Path(experiment_dir).resolve().parent / "defaults.yaml"
 
 
 def load_defaults(path: Path) -> dict[str, Any]:

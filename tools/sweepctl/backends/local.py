@@ -87,7 +87,14 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, python: str, runner: Path, state_dir: Path, tracking_uri: str,
-                 max_parallel: int = 1, env: Mapping[str, str] | None = None) -> None:
+                 max_parallel: int = 1, env: Mapping[str, str] | None = None,
+                 workdir: Path | None = None) -> None:
+        # trials run in the repo root, whatever the launcher's cwd: relative paths in
+        # defaults.yaml (local.python) and in configs (model, dataset_dir) mean the same
+        # thing from any directory; a bare name ("python3") is still looked up on PATH
+        self.workdir = workdir
+        if workdir is not None and os.sep in python and not os.path.isabs(python):
+            python = str(workdir / python)
         self.python = python
         self.runner = runner
         self.state_dir = state_dir
@@ -169,6 +176,7 @@ class LocalBackend:
                 [self.python, str(self.runner), "--config", str(config_path),
                  "--meta", str(meta_path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                cwd=self.workdir,
                 start_new_session=True,  # Ctrl-C reaches the children through us, once
                 pass_fds=(claim,))  # the trial holds its claim even if we die
         except OSError as exc:

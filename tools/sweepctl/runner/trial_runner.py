@@ -178,15 +178,34 @@ def run_trial(config_path: Path, meta_path: Path) -> int:
     finally:
         # the deadline's SIGTERM must not cut the bookkeeping short
         signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        client.set_tag(run_id, TAG_END, _now())
-        client.set_tag(run_id, TAG_DURATION, f"{time.monotonic() - started:.1f}")
-        client.set_tag(run_id, TAG_EXIT, str(exit_code))
-        if mlflow.active_run() is not None:
-            mlflow.end_run(status=status)
-        else:
-            client.set_terminated(run_id, status=status)
+        # tags are best effort: one lost to a network blip must not keep the run from ending
+        for key, value in ((TAG_END, _now()),
+                           (TAG_DURATION, f"{time.monotonic() - started:.1f}"),
+                           (TAG_EXIT, str(exit_code))):
+            with contextlib.suppress(Exception):
+                client.set_tag(run_id, key, value)
+        if not end_run(mlflow, client, run_id, status):
+            # the run would look RUNNING forever; at least the exit status tells the truth
+            status, exit_code = f"{status} (not recorded in MLflow)", EXIT_FAILED
     print(f"sweepctl trial {meta['run_name']}: {status}", file=sys.stderr, flush=True)
     return exit_code
+
+
+def end_run(mlflow: Any, client: Any, run_id: str, status: str, attempts: int = 5) -> bool:
+    """End the run with ``status``, retrying while MLflow is briefly unreachable."""
+    for attempt in range(attempts):
+        try:
+            if mlflow.active_run() is not None:
+                mlflow.end_run(status=status)
+            else:
+                client.set_terminated(run_id, status=status)
+            return True
+        except Exception as exc:
+            print(f"trial_runner: ending run {run_id} as {status} failed "
+                  f"({type(exc).__name__}: {exc}); attempt {attempt + 1} of {attempts}",
+                  file=sys.stderr, flush=True)
+            time.sleep(min(2 ** attempt, 10))
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
