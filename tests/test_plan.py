@@ -182,3 +182,28 @@ def test_plan_from_inside_the_folder_uses_its_defaults(experiment_repo: Path,
     assert inside.image == outside.image == "ghcr.io/example/llama-factory-train:9.9.9"
     assert [t.trial.trial_id for t in inside.trials] == [t.trial.trial_id for t in outside.trials]
     assert inside.experiment == "lora-rank-sweep"
+
+
+def test_a_huge_plan_keeps_its_comment_under_githubs_limit(experiment_repo: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    from sweepctl.report.markdown import GITHUB_COMMENT_LIMIT, read_comment_body
+
+    trials = "\n".join(f"  - {{learning_rate: {1.0e-5 + i * 1.0e-7:.7e}, lora_rank: {8 + i % 56}}}"
+                       for i in range(1, 1500))
+    (experiment_repo / "sweep.yaml").write_text(f"strategy: list\ntrials:\n{trials}\n")
+    experiment = experiment_repo / "experiment.yaml"
+    experiment.write_text(experiment.read_text()
+                          .replace("max_trials: 10", "max_trials: 2000")
+                          .replace("gpu_hours: 40", "gpu_hours: 10000"))
+    assert main(["plan", str(experiment_repo), "--format", "markdown", "--offline"]) == 0
+    body = capsys.readouterr().out
+    assert len(body) <= GITHUB_COMMENT_LIMIT
+    assert body.startswith(marker("lora-rank-sweep"))
+    assert "more trial(s): `sweepctl plan` prints them all" in body
+    # what the PR workflow posts is accepted as it is
+    path = experiment_repo.parent / "plan.md"
+    path.write_text(body)
+    assert read_comment_body(path)[0] == marker("lora-rank-sweep")
+    assert main(["plan", str(experiment_repo), "--offline"]) == 0
+    assert capsys.readouterr().out.count("lora-rank-sweep-") >= 1500

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sweepctl.plan import Plan, PlannedTrial
-from sweepctl.report.markdown import comment_marker
+from sweepctl.report.markdown import GITHUB_COMMENT_LIMIT, comment_marker
 from sweepctl.sweep.identity import format_value
 
 
@@ -98,25 +98,47 @@ def _md(text: str) -> str:
     return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
+MAX_LISTED_REMOVED = 50
+
+
 def render_markdown(plan: Plan) -> str:
+    """The PR comment body; past GitHub's 65,536 characters only the first rows are kept."""
     from tabulate import tabulate
 
     columns = plan.changed_keys
     rows = [[_md(cell) for cell in _row(plan, t, columns)] for t in plan.trials]
     headers = [_md(h) for h in _headers(plan, columns)]
     summary = summary_lines(plan)
-    out = [marker(plan.experiment), f"### sweepctl plan: `{plan.experiment}`", ""]
+    head = [marker(plan.experiment), f"### sweepctl plan: `{plan.experiment}`", ""]
     if not plan.ok:
-        out += ["> [!CAUTION]", *(f"> {_md(line)}" for line in summary if "OVER" in line), ""]
-    out += [f"- {_md(line)}" for line in summary if "OVER" not in line]
-    out += ["", tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)]
+        head += ["> [!CAUTION]", *(f"> {_md(line)}" for line in summary if "OVER" in line), ""]
+    head += [f"- {_md(line)}" for line in summary if "OVER" not in line]
+    tail: list[str] = []
     if plan.removed:
-        out += ["", f"Removed vs `{_md(plan.base_ref or '')}` (their results stay in MLflow):",
-                ""]
-        out += [f"- `{_md(t.name)}`" for t in plan.removed]
-    out += ["", f"<sub>Image `{_md(plan.image)}`. Trial 0 is the baseline; other rows show "
-            "only the keys they change.</sub>"]
-    return "\n".join(out) + "\n"
+        tail += ["", f"Removed vs `{_md(plan.base_ref or '')}` (their results stay in MLflow):",
+                 ""]
+        tail += [f"- `{_md(t.name)}`" for t in plan.removed[:MAX_LISTED_REMOVED]]
+        if len(plan.removed) > MAX_LISTED_REMOVED:
+            tail.append(f"- ... and {len(plan.removed) - MAX_LISTED_REMOVED} more")
+    tail += ["", f"<sub>Image `{_md(plan.image)}`. Trial 0 is the baseline; other rows show "
+             "only the keys they change.</sub>"]
+
+    def body(kept: int) -> str:
+        table = tabulate(rows[:kept], headers=headers, tablefmt="github", disable_numparse=True)
+        cut = ([f"_... and {len(rows) - kept} more trial(s): `sweepctl plan` prints them "
+                "all._"] if kept < len(rows) else [])
+        return "\n".join([*head, "", table, *cut, *tail]) + "\n"
+
+    if len(body(len(rows))) <= GITHUB_COMMENT_LIMIT:
+        return body(len(rows))
+    low, high = 0, len(rows)  # the largest number of rows that still fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(body(middle)) <= GITHUB_COMMENT_LIMIT:
+            low = middle
+        else:
+            high = middle - 1
+    return body(low)
 
 
 def plan_data(plan: Plan) -> dict[str, Any]:
