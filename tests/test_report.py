@@ -254,3 +254,19 @@ def test_scheduled_notes_for_an_experiment_merged_without_a_pr(
 
     code, _, err = report(folder, mlflow_server, capsys, monkeypatch)
     assert code == 1 and "no pull request contains commit" in err
+
+
+def test_a_sweep_stopped_by_failures_does_not_claim_to_be_running(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    finish(client, log_trial(client, experiment, trials[0], status="RUNNING"),
+           result(0.45, 100.0))
+    log_trial(client, experiment, trials[1], status="FAILED")   # the third never started
+
+    code, out, err = report(folder, mlflow_server, capsys, monkeypatch)
+    assert code == 0, err
+    assert "· stopped (1 of 3 finished, 1 failed)" in out
+    assert "running (" not in out

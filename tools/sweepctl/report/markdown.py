@@ -67,7 +67,7 @@ def _linker(comparison: Comparison) -> Callable[[Row], str | None]:
 
 
 def state(comparison: Comparison) -> str:
-    """planned | launched | running (k of n) | results, from what MLflow shows."""
+    """planned | launched | running (k of n) | stopped | results, from what MLflow shows."""
     c = comparison.counts
     started = c["expected"] - c["missing"]
     terminal = c["finished"] + c["failed"]
@@ -76,6 +76,11 @@ def state(comparison: Comparison) -> str:
     if terminal == 0:
         return "launched"
     if terminal < c["expected"]:
+        if c.get("running", 0) == 0 and c["failed"]:
+            # nothing runs and trials are missing: failures stopped the sweep (e.g. the
+            # failure budget held the rest); "running" would promise results that won't come
+            return (f"stopped ({c['finished']} of {c['expected']} finished, "
+                    f"{c['failed']} failed)")
         return f"running ({c['finished']} of {c['expected']} finished)"
     return "results"
 
