@@ -298,3 +298,26 @@ def test_status_shows_the_finished_run_launch_reuses_from_another_experiment(
     row = next(r for r in table.rows if r.trial_id == trial.trial_id)
     assert (row.run_status, row.objective, row.run_id) == ("FINISHED", 0.25, run.info.run_id)
     assert table.count("FINISHED") == 1
+
+
+def test_failure_budget_keeps_suspended_jobs_suspended(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """budget.max_failed_trials (1 in the demo) spent: the Jobs waiting for a slot wait on,
+    like trials never created; nothing new starts on a setup that fails."""
+    import kmock
+
+    folder = make_experiment(tmp_path, "budget-suspended")
+    assert launch([folder], options(emu, store)).ok   # max_parallel 2: two run, two wait
+    jobs = emu.objects("jobs", NAMESPACE)
+    waiting = sorted(n for n, j in jobs.items() if j["spec"].get("suspend"))
+    failed, done = sorted(n for n, j in jobs.items() if not j["spec"].get("suspend"))
+    emu.emulator.objects[kmock.resource("batch/v1/jobs"), NAMESPACE, failed].patch(
+        {"status": {"conditions": [{"type": "Failed", "status": "True"}]}})
+    emu.emulator.objects[kmock.resource("batch/v1/jobs"), NAMESPACE, done].patch(
+        {"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+
+    report = launch([folder], options(emu, store))
+    assert not report.ok and outcomes(report)[failed] == Outcome.FAILED
+    jobs = emu.objects("jobs", NAMESPACE)
+    assert len(waiting) == 2
+    assert all(jobs[name]["spec"].get("suspend") is True for name in waiting)

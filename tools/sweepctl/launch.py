@@ -235,14 +235,21 @@ class _Context:
     failed_ids: frozenset[str] = frozenset()   # trials with a FAILED run and none FINISHED
 
 
+def _failed_so_far(ctx: _Context, decided: Sequence[TrialResult]) -> set[str]:
+    return set(ctx.failed_ids) | {r.trial_id for r in decided if r.outcome == Outcome.FAILED}
+
+
+def _failure_budget_reached(ctx: _Context, failed: set[str]) -> bool:
+    return len(failed) >= max(1, ctx.experiment.budget.max_failed_trials)
+
+
 def _hold_over_failure_budget(ctx: _Context, decided: Sequence[TrialResult],
                               pending: Sequence[Trial]) -> tuple[list[TrialResult], list[Trial]]:
     """The seed's budget includes failures: once budget.max_failed_trials trials have
     failed, trials that never ran are held (a failing setup would fail them too); only
     retries of the failed ones, which a human asks for, still go."""
-    failed = set(ctx.failed_ids) | {r.trial_id for r in decided if r.outcome == Outcome.FAILED}
-    allowed = max(1, ctx.experiment.budget.max_failed_trials)
-    if len(failed) < allowed:
+    failed = _failed_so_far(ctx, decided)
+    if not _failure_budget_reached(ctx, failed):
         return [], list(pending)
     detail = (f"{len(failed)} trial(s) failed and budget.max_failed_trials is "
               f"{ctx.experiment.budget.max_failed_trials}; held until the failed trials "
@@ -294,6 +301,8 @@ def _kubernetes(ctx: _Context, advance: Callable[[TrialResult], None]) -> list[T
         resumable = {trial_id for trial_id, objects in rendered.items()
                      if trial_id in observed
                      and observed[trial_id].spec_hash == objects.spec_hash}
+        if _failure_budget_reached(ctx, _failed_so_far(ctx, decided)):
+            resumable = set()  # held like the trials never created: the budget is spent
         launched = launch_units(backend, units, observed, max_parallel, runtime.queue, advance,
                                 resumable)
     finally:
