@@ -321,3 +321,22 @@ def test_failure_budget_keeps_suspended_jobs_suspended(
     jobs = emu.objects("jobs", NAMESPACE)
     assert len(waiting) == 2
     assert all(jobs[name]["spec"].get("suspend") is True for name in waiting)
+
+
+def test_a_succeeded_job_without_a_finished_run_is_named_not_called_running(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """The Job ran, but MLflow (another tracking URI, a deleted run) has no FINISHED run:
+    the Job cannot be re-run in place, so the user is told what to delete."""
+    import kmock
+
+    folder = make_experiment(tmp_path, "orphan-succeeded", kubernetes={"queue": None})
+    sweep = folder / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("max_parallel: 2", "max_parallel: 4"))
+    assert launch([folder], options(emu, store)).ok
+    name = sorted(emu.objects("jobs", NAMESPACE))[0]
+    emu.emulator.objects[kmock.resource("batch/v1/jobs"), NAMESPACE, name].patch(
+        {"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    report = launch([folder], options(emu, store))
+    assert outcomes(report)[name] == Outcome.FAILED
+    (result,) = [r for r in report.not_launched if r.name == name]
+    assert "succeeded but MLflow" in result.detail and "delete the Job" in result.detail

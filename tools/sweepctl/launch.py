@@ -290,6 +290,17 @@ def _kubernetes(ctx: _Context, advance: Callable[[TrialResult], None]) -> list[T
         observed = backend.observe(ctx.experiment.name)
         decided, pending = _classify(ctx.trials, ctx.finished, observed,
                                      {k: v.spec_hash for k, v in rendered.items()})
+        # a Job that succeeded while MLflow has no FINISHED run for it (deleted run, or a
+        # different tracking URI) cannot be re-run in place: Jobs are immutable and sweepctl
+        # never deletes; say so instead of calling it "already running"
+        orphans = [t for t in pending if t.trial_id in observed
+                   and observed[t.trial_id].phase == "succeeded"]
+        where = mlflow_store.safe_uri(ctx.tracking_uri)
+        decided += [TrialResult(t.trial_id, t.name, Outcome.FAILED,
+                                f"Job {observed[t.trial_id].name} succeeded but MLflow at "
+                                f"{where} has no FINISHED run for it; delete the Job to re-run")
+                    for t in orphans]
+        pending = [t for t in pending if t not in orphans]
         held, pending = _hold_over_failure_budget(ctx, decided, pending)
         decided = [*decided, *held]
         units = [rendered[trial.trial_id] for trial in pending]

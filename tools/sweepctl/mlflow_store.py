@@ -79,6 +79,11 @@ def _redact(text: str, tracking_uri: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+def safe_uri(tracking_uri: str) -> str:
+    """The tracking URI as it may be printed (password masked)."""
+    return _redact(tracking_uri, tracking_uri)
+
+
 def _wrap(action: str, tracking_uri: str, exc: Exception) -> MlflowError:
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return MlflowError(_redact(f"cannot {action} at {tracking_uri}: {detail[:300]}",
