@@ -340,3 +340,32 @@ def test_a_succeeded_job_without_a_finished_run_is_named_not_called_running(
     assert outcomes(report)[name] == Outcome.FAILED
     (result,) = [r for r in report.not_launched if r.name == name]
     assert "succeeded but MLflow" in result.detail and "delete the Job" in result.detail
+
+
+def test_changed_since_picks_the_experiments_a_push_changed(git_repo: Path) -> None:
+    """launch.yml runs `launch --changed-since <before>`: only folders whose experiment
+    files (or the shared defaults.yaml) differ; a notes.md edit launches nothing."""
+    import subprocess
+
+    from sweepctl.launch import changed_since
+
+    def commit(message: str) -> None:
+        subprocess.run(["git", "-C", str(git_repo), "add", "-A"], check=True)
+        subprocess.run(["git", "-C", str(git_repo), "commit", "-qm", message], check=True)
+
+    first = make_experiment(git_repo, "a")
+    second = first.parent / "other-demo"
+    shutil.copytree(first, second)
+    commit("two experiments")
+    assert changed_since([first, second], "HEAD") == []
+
+    (second / "notes.md").write_text("only words\n")
+    sweep = first / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("max_parallel: 2", "max_parallel: 1"))
+    assert changed_since([first, second], "HEAD") == [first]
+
+    commit("edit")
+    defaults = first.parent / "defaults.yaml"
+    defaults.write_text(defaults.read_text() + "# a comment is a change too\n")
+    assert changed_since([first, second], "HEAD") == [first, second]
+    assert changed_since([first, second], "HEAD~1") == [first, second]

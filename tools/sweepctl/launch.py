@@ -114,11 +114,15 @@ def changed_since(folders: Sequence[Path], rev: str) -> list[Path]:
         now = path.read_bytes() if path.is_file() else None
         return gitrepo.read_file_at(repo, rev, gitrepo.repo_relative(repo, path)) != now
 
+    defaults_changed: dict[Path, bool] = {}  # one defaults.yaml serves many folders
     changed = []
     for folder in folders:
-        files = [folder / name for name in (*EXPERIMENT_FILES, "notes.md")]
-        files = [f for f in files if f.name != "notes.md"]  # notes never change the work
-        if differs(folder.parent / "defaults.yaml") or any(differs(f) for f in files):
+        defaults = folder.parent / "defaults.yaml"
+        if defaults not in defaults_changed:
+            defaults_changed[defaults] = differs(defaults)
+        # notes.md is not listed: notes never change the work
+        if defaults_changed[defaults] or any(differs(folder / name)
+                                             for name in EXPERIMENT_FILES):
             changed.append(folder)
     return changed
 
