@@ -147,6 +147,14 @@ def default_backend(env: Mapping[str, str]) -> str:
     return "kubernetes" if env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST") else "local"
 
 
+def env_tracking_uri(experiment_dir: Path, runtime: Runtime,
+                     env: Mapping[str, str]) -> str | None:
+    """``tracking_uri`` for the backend the environment points at (commands without
+    --backend: plan, compare, report)."""
+    return tracking_uri(runtime, default_backend(env), repo_root(experiment_dir),
+                        env.get("MLFLOW_TRACKING_URI"))
+
+
 def tracking_uri(runtime: Runtime, backend: str, root: Path,
                  env_uri: str | None = None) -> str | None:
     """The one rule every command uses to find MLflow: MLFLOW_TRACKING_URI, else the shared

@@ -16,12 +16,9 @@ def _tracking_uri(folder: Path, option: str | None, offline: bool) -> str | None
         return None
     if option:
         return option
-    from sweepctl.runtime import default_backend, repo_root, resolve_runtime, tracking_uri
+    from sweepctl.runtime import env_tracking_uri, resolve_runtime
 
-    # absolute, as plan's own loading: defaults.yaml is folder.parent's, and "." has none
-    runtime = resolve_runtime(Path(os.path.abspath(folder)), {})
-    return tracking_uri(runtime, default_backend(os.environ), repo_root(folder),
-                        os.environ.get("MLFLOW_TRACKING_URI"))
+    return env_tracking_uri(folder, resolve_runtime(folder, {}), os.environ)
 
 
 @click.command("plan")

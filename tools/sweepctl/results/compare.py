@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from sweepctl.errors import UsageError
 from sweepctl.mlflow_store import TAG_PR, TAG_TRIAL, RunRecord
-from sweepctl.runtime import Runtime, default_backend, repo_root, tracking_uri
+from sweepctl.runtime import Runtime, env_tracking_uri
 from sweepctl.spec.model import Experiment, Objective
 from sweepctl.sweep.trial import Trial
 
@@ -312,8 +312,7 @@ def _pull_requests(runs: Sequence[RunRecord]) -> tuple[str, ...]:
 
 def resolve_tracking_uri(experiment_dir: Path, runtime: Runtime, env: Mapping[str, str]) -> str:
     """runtime.tracking_uri's rule, for the backend the environment points at."""
-    uri = tracking_uri(runtime, default_backend(env), repo_root(experiment_dir),
-                       env.get("MLFLOW_TRACKING_URI"))
+    uri = env_tracking_uri(experiment_dir, runtime, env)
     if not uri:
         raise UsageError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or mlflow.tracking_uri "
                          "in experiments/defaults.yaml")
