@@ -85,7 +85,7 @@ def main() -> int:
     from conftest import free_port
     from mlflow.tracking import MlflowClient
     from sweepctl.cli.main import main as sweepctl
-    from sweepctl.mlflow_store import TAG_EXPERIMENT, TAG_ROLE
+    from sweepctl.clients.mlflow_store import TAG_EXPERIMENT, TAG_ROLE
 
     # tmpfs when there is one: the SQLite commits of the bulk load dominate otherwise
     shm = "/dev/shm" if Path("/dev/shm").is_dir() else None

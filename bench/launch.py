@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))  # the emulator harness the tests u
 
 from kube_emulator import running_emulator  # noqa: E402
 from sweepctl.backends import Outcome  # noqa: E402
-from sweepctl.backends.kubernetes import configuration_for_host  # noqa: E402
-from sweepctl.launch import LaunchOptions, launch  # noqa: E402
+from sweepctl.clients.kube_api import configuration_for_host  # noqa: E402
+from sweepctl.usecases.launch import LaunchOptions, launch  # noqa: E402
 
 
 def make_sweep(root: Path, trials: int) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from sweepctl.mlflow_store import TAG_EXPERIMENT, TAG_PR, TAG_ROLE, TAG_TRIAL, TAG_TRIAL_ID
+from sweepctl.clients.mlflow_store import TAG_EXPERIMENT, TAG_PR, TAG_ROLE, TAG_TRIAL, TAG_TRIAL_ID
 from sweepctl.spec.folder import load_experiment
 from sweepctl.spec.model import Experiment
 from sweepctl.sweep.expand import expand

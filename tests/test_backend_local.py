@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweepctl.backends import Outcome
-from sweepctl.backends.local import LocalBackend, LocalTrial
-from sweepctl.launch import LaunchOptions, LaunchReport, launch
-from sweepctl.status import status
+from sweepctl.backends import BackendSettings, Outcome
+from sweepctl.backends.local import LocalProcesses, LocalTrial
+from sweepctl.usecases.launch import LaunchOptions, LaunchReport, launch
+from sweepctl.usecases.status import status
 from test_launch import make_experiment
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,7 +110,8 @@ def test_local_launch_runs_trials_in_parallel_then_reuses_them(
     parent = report.experiments[0].parent_run_id
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent}
 
-    table = status(folder, backend="local", tracking_uri=store, state_dir=opts.state_dir)
+    table = status(folder, backend="local", tracking_uri=store,
+                   settings=BackendSettings(state_dir=opts.state_dir))
     assert {row.name for row in table.rows} == names
     assert {(row.backend, row.run_status) for row in table.rows} == {("succeeded", "FINISHED")}
     assert all(row.objective is not None for row in table.rows)
@@ -180,10 +181,10 @@ def test_trials_run_in_the_repo_root_whatever_the_launchers_cwd(
 
 
 def test_relative_local_python_is_relative_to_the_repo_root(tmp_path: Path) -> None:
-    relative = LocalBackend(".venv-trainer/bin/python", RUNNER, tmp_path, "", workdir=tmp_path)
+    relative = LocalProcesses(".venv-trainer/bin/python", RUNNER, tmp_path, "", workdir=tmp_path)
     assert relative.python == str(tmp_path / ".venv-trainer/bin/python")
-    assert LocalBackend("python3", RUNNER, tmp_path, "", workdir=tmp_path).python == "python3"
-    assert LocalBackend("/usr/bin/python3", RUNNER, tmp_path, "",
+    assert LocalProcesses("python3", RUNNER, tmp_path, "", workdir=tmp_path).python == "python3"
+    assert LocalProcesses("/usr/bin/python3", RUNNER, tmp_path, "",
                         workdir=tmp_path).python == "/usr/bin/python3"
 
 
@@ -192,7 +193,7 @@ def test_ctrl_c_stops_the_children_and_their_runs_end_killed(
     from mlflow.tracking import MlflowClient
 
     opts = local_options(tmp_path, store, fake_site)
-    backend = LocalBackend(sys.executable, RUNNER, tmp_path / ".sweepctl", store, 2,
+    backend = LocalProcesses(sys.executable, RUNNER, tmp_path / ".sweepctl", store, 2,
                            opts.env)
     meta = {"version": 1, "mlflow_experiment": "local-kill", "run_name": "slow",
             "tags": {"sweepctl.trial_id": "slow1", "sweepctl.role": "trial"},
@@ -271,10 +272,10 @@ def test_a_trial_whose_launcher_crashed_is_not_started_twice(
     state = tmp_path / ".sweepctl"
     script = (
         "import sys, pathlib\n"
-        "from sweepctl.backends.local import LocalBackend, LocalTrial\n"
+        "from sweepctl.backends.local import LocalProcesses, LocalTrial\n"
         f"meta = {_slow_trial().meta!r}\n"
         f"config = {dict(_slow_trial().train_config)!r}\n"
-        f"LocalBackend(sys.executable, pathlib.Path({str(RUNNER)!r}), "
+        f"LocalProcesses(sys.executable, pathlib.Path({str(RUNNER)!r}), "
         f"pathlib.Path({str(state)!r}), {store!r}, 1, {opts.env!r})"
         ".run('exp', [LocalTrial('slow1', 'slow', config, meta)])\n")
     launcher = subprocess.Popen([sys.executable, "-c", script])
@@ -290,7 +291,7 @@ def test_a_trial_whose_launcher_crashed_is_not_started_twice(
         launcher.kill()  # the launcher dies; its trial (own session) trains on
         launcher.wait()
         runners = our_runners()
-        backend = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+        backend = LocalProcesses(sys.executable, RUNNER, state, store, 1, opts.env)
         assert backend.observe("exp")["slow1"].phase == "running"
         [again] = backend.run("exp", [_slow_trial()])
         assert again.outcome == Outcome.RUNNING
@@ -305,7 +306,7 @@ def test_a_trial_whose_launcher_crashed_is_not_started_twice(
     while our_runners() and time.monotonic() < deadline:
         time.sleep(0.1)
     # the runner gone too: nothing holds the claim, no exit code was written: it re-runs
-    assert "slow1" not in LocalBackend(sys.executable, RUNNER, state, store, 1,
+    assert "slow1" not in LocalProcesses(sys.executable, RUNNER, state, store, 1,
                                        opts.env).observe("exp")
 
 
@@ -319,7 +320,7 @@ def test_a_claim_file_left_by_a_dead_launcher_never_blocks_the_trial(
     folder.mkdir(parents=True)
     (folder / "claim").write_text(str(os.getpid()))
     (folder / "trial.json").write_text(json.dumps({"trial_id": "quick1", "name": "quick"}))
-    backend = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+    backend = LocalProcesses(sys.executable, RUNNER, state, store, 1, opts.env)
     assert "quick1" not in backend.observe("exp")
     [result] = backend.run("exp", [_slow_trial("quick", sleep=0.1)])
     assert result.outcome == Outcome.LAUNCHED, result.detail
@@ -332,9 +333,9 @@ def test_a_trial_finished_by_a_racing_launch_after_observe_is_not_run_again(
     it. B must not train it a second time."""
     opts = local_options(tmp_path, store, fake_site)
     state = tmp_path / ".sweepctl"
-    late = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+    late = LocalProcesses(sys.executable, RUNNER, state, store, 1, opts.env)
     assert late.observe("exp") == {}
-    early = LocalBackend(sys.executable, RUNNER, state, store, 1, opts.env)
+    early = LocalProcesses(sys.executable, RUNNER, state, store, 1, opts.env)
     [first] = early.run("exp", [_slow_trial("race", sleep=0.1)])
     assert first.outcome == Outcome.LAUNCHED, first.detail
     [second] = late.run("exp", [_slow_trial("race", sleep=0.1)])

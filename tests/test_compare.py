@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_runs import log_trial, make_experiment, result, trials_of
-from sweepctl import mlflow_store
 from sweepctl.cli.main import main
+from sweepctl.clients import mlflow_store
 from sweepctl.results.compare import build_comparison
 from sweepctl.spec.model import Objective
 
@@ -162,7 +162,7 @@ def test_pages_through_every_run(tmp_path: Path, mlflow_server: str,
 
 
 def test_hand_built_trials_without_baseline_result() -> None:
-    from sweepctl.mlflow_store import RunRecord
+    from sweepctl.clients.mlflow_store import RunRecord
     from sweepctl.sweep.trial import Trial
 
     base = {"lora_rank": 8, "learning_rate": 1e-4}
@@ -194,8 +194,8 @@ def test_mlflow_down_is_one_line_and_exit_1(
 def test_a_nan_objective_is_never_the_best_and_json_stays_valid() -> None:
     """A diverged trial logs eval_loss = NaN; it must not win, poison the deltas, or make
     `--format json` emit the non-JSON token NaN."""
-    from sweepctl.mlflow_store import RunRecord
-    from sweepctl.results.tables import render_json, render_markdown
+    from sweepctl.clients.mlflow_store import RunRecord
+    from sweepctl.renderers.comparison import render_json, render_markdown
     from sweepctl.sweep.trial import Trial
 
     base = {"lora_rank": 8}

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from github_standin import REPO, GitHubStandIn
 from pytest_httpserver import HTTPServer
+from sweepctl.clients.github_api import GitHubTarget, StickyComment, pull_request_for_commit
+from sweepctl.clients.mlflow_store import RunRecord
 from sweepctl.errors import GitHubError
-from sweepctl.mlflow_store import RunRecord
-from sweepctl.report.github import GitHubTarget, StickyComment, pull_request_for_commit
-from sweepctl.report.markdown import GITHUB_COMMENT_LIMIT, comment_body, comment_marker
+from sweepctl.renderers.markdown import GITHUB_COMMENT_LIMIT, comment_body, comment_marker
 from sweepctl.results.compare import build_comparison
 from sweepctl.spec.model import Objective
 from sweepctl.sweep.trial import Trial

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sweepctl.cli.main import main
-from sweepctl.history import diff_params, parse_trailers, pr_number
+from sweepctl.usecases.history import diff_params, parse_trailers, pr_number
 
 EXP = "experiments/lora-rank-sweep"
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 from kube_emulator import RunningEmulator, running_emulator
-from sweepctl.backends import Outcome
-from sweepctl.backends.kubernetes import RetryPolicy, configuration_for_host
+from sweepctl.backends import BackendSettings, Outcome
 from sweepctl.cli.main import main
-from sweepctl.launch import LaunchOptions, LaunchReport, launch
-from sweepctl.status import status
+from sweepctl.clients.kube_api import RetryPolicy, configuration_for_host
+from sweepctl.usecases.launch import LaunchOptions, LaunchReport, launch
+from sweepctl.usecases.status import status
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "experiments" / "tiny-lora-demo"
@@ -76,7 +76,7 @@ def test_three_launches_in_a_row_create_each_job_once(tmp_path: Path, emu: Runni
     assert set(emu.objects("configmaps", NAMESPACE)) == names
     assert emu.creates("jobs") == 4  # the re-launches saw the Jobs and sent no create
     table = status(folder, backend="kubernetes", tracking_uri=store,
-                   kube_configuration=configuration_for_host(emu.url))
+                   settings=BackendSettings(kube_configuration=configuration_for_host(emu.url)))
     # max_parallel 2: two Jobs created running, two suspended for a later launch to release
     assert sorted(row.backend for row in table.rows) == ["pending", "pending", "suspended",
                                                          "suspended"]
@@ -294,7 +294,7 @@ def test_status_shows_the_finished_run_launch_reuses_from_another_experiment(
     report = launch([folder], options(emu, store))
     assert outcomes(report)[trial.name] == Outcome.REUSED
     table = status(folder, backend="kubernetes", tracking_uri=store,
-                   kube_configuration=configuration_for_host(emu.url))
+                   settings=BackendSettings(kube_configuration=configuration_for_host(emu.url)))
     row = next(r for r in table.rows if r.trial_id == trial.trial_id)
     assert (row.run_status, row.objective, row.run_id) == ("FINISHED", 0.25, run.info.run_id)
     assert table.count("FINISHED") == 1
@@ -347,7 +347,7 @@ def test_changed_since_picks_the_experiments_a_push_changed(git_repo: Path) -> N
     files (or the shared defaults.yaml) differ; a notes.md edit launches nothing."""
     import subprocess
 
-    from sweepctl.launch import changed_since
+    from sweepctl.usecases.launch import changed_since
 
     def commit(message: str) -> None:
         subprocess.run(["git", "-C", str(git_repo), "add", "-A"], check=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sweepctl.clients.notes_file import BEGIN, END, check_markers, write_block
 from sweepctl.errors import SpecError
-from sweepctl.report.notes import BEGIN, END, check_markers, write_block
 
 # Backticks and ~~~ could put the markers inside a code fence or `code`, where they are
 # text, not markers (tested on their own below).

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from sweepctl.cli.main import main
-from sweepctl.mlflow_store import TAG_EXPERIMENT, TAG_ROLE, TAG_TRIAL_ID
-from sweepctl.plan import build_plan
-from sweepctl.plan_render import marker, render_markdown
+from sweepctl.clients.mlflow_store import TAG_EXPERIMENT, TAG_ROLE, TAG_TRIAL_ID
+from sweepctl.renderers.plan import marker, render_markdown
+from sweepctl.usecases.plan import build_plan
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "experiments" / "lora-rank-sweep"
@@ -187,7 +187,7 @@ def test_plan_from_inside_the_folder_uses_its_defaults(experiment_repo: Path,
 def test_a_huge_plan_keeps_its_comment_under_githubs_limit(experiment_repo: Path,
                                                            capsys: pytest.CaptureFixture[str]
                                                            ) -> None:
-    from sweepctl.report.markdown import GITHUB_COMMENT_LIMIT, read_comment_body
+    from sweepctl.renderers.markdown import GITHUB_COMMENT_LIMIT, read_comment_body
 
     trials = "\n".join(f"  - {{learning_rate: {1.0e-5 + i * 1.0e-7:.7e}, lora_rank: {8 + i % 56}}}"
                        for i in range(1, 1500))

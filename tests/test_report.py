@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from mlflow_runs import log_trial, make_experiment, result, trials_of
 from pytest_httpserver import HTTPServer
 from sweepctl.cli.main import main
-from sweepctl.report.markdown import comment_marker
-from sweepctl.report.notes import BEGIN, END
+from sweepctl.clients.notes_file import BEGIN, END
+from sweepctl.renderers.markdown import comment_marker
 
 
 @pytest.fixture

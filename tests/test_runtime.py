@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sweepctl.backends import default_backend
 from sweepctl.runtime import (
     LocalRuntime,
     Runtime,
     deep_merge,
-    default_backend,
     repo_root,
     resolve_runtime,
     tracking_uri,
@@ -52,15 +52,15 @@ def test_tracking_uri_rule(tmp_path: Path) -> None:
     runtime = Runtime(tracking_uri="http://mlflow:5000",
                       local=LocalRuntime(tracking_uri="sqlite:///.sweepctl/mlflow.db"))
     # the environment wins, whatever the backend
-    assert tracking_uri(runtime, "local", root, "http://other:5000") == "http://other:5000"
+    assert tracking_uri(runtime, False, root, "http://other:5000") == "http://other:5000"
     # a cluster launch logs to the shared server
-    assert tracking_uri(runtime, "kubernetes", root) == "http://mlflow:5000"
+    assert tracking_uri(runtime, True, root) == "http://mlflow:5000"
     # local trials (child processes, any cwd) and later commands share one absolute file
-    assert tracking_uri(runtime, "local", root) == \
+    assert tracking_uri(runtime, False, root) == \
         f"sqlite:///{tmp_path.resolve()}/.sweepctl/mlflow.db"
     assert tracking_uri(Runtime(local=LocalRuntime(tracking_uri="sqlite:////abs/db")),
-                        "local", root) == "sqlite:////abs/db"
-    assert tracking_uri(Runtime(), "kubernetes", root) is None
+                        False, root) == "sqlite:////abs/db"
+    assert tracking_uri(Runtime(), True, root) is None
 
 
 def test_defaults_are_found_from_inside_the_experiment_folder(

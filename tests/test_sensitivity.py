@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sweepctl.mlflow_store import RunRecord
+from sweepctl.clients.mlflow_store import RunRecord
 from sweepctl.results.compare import Comparison, build_comparison
 from sweepctl.results.sensitivity import markdown_table, sensitivity, write_plots
 from sweepctl.spec.model import Objective

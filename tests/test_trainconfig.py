@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sweepctl.mlflow_store import (
+from sweepctl.clients.mlflow_store import (
     TAG_EXPERIMENT,
     TAG_GIT_SHA,
     TAG_PR,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO_ROOT, trainer_python  # type: ignore[import-not-found]
-from sweepctl import mlflow_store
+from sweepctl.clients import mlflow_store
 from sweepctl.render.trainconfig import runner_meta, train_config, trial_tags
 from sweepctl.spec.model import Budget, Dataset, Experiment, Objective
 from sweepctl.sweep.trial import Trial

@@ -129,7 +129,6 @@ def resolve_runtime(experiment_dir: Path, overrides: Mapping[str, Any]) -> Runti
     return runtime_from_data(deep_merge(defaults, overrides))
 
 
-BACKENDS = ("kubernetes", "local")
 _SQLITE = "sqlite:///"
 
 
@@ -138,33 +137,24 @@ def repo_root(experiment_dir: Path) -> Path:
     return Path(experiment_dir).resolve().parent.parent
 
 
-def default_backend(env: Mapping[str, str]) -> str:
-    """Where trials run when no --backend is given: SWEEPCTL_BACKEND, else kubernetes when
-    the environment names a cluster (KUBECONFIG, or running in-cluster), else local."""
-    chosen = env.get("SWEEPCTL_BACKEND")
-    if chosen in BACKENDS:
-        return chosen
-    return "kubernetes" if env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST") else "local"
-
-
-def env_tracking_uri(experiment_dir: Path, runtime: Runtime,
-                     env: Mapping[str, str]) -> str | None:
-    """``tracking_uri`` for the backend the environment points at (commands without
-    --backend: plan, compare, report)."""
-    return tracking_uri(runtime, default_backend(env), repo_root(experiment_dir),
-                        env.get("MLFLOW_TRACKING_URI"))
-
-
-def tracking_uri(runtime: Runtime, backend: str, root: Path,
+def tracking_uri(runtime: Runtime, shared: bool, root: Path,
                  env_uri: str | None = None) -> str | None:
     """The one rule every command uses to find MLflow: MLFLOW_TRACKING_URI, else the shared
-    server (``mlflow.tracking_uri``) for the kubernetes backend, else ``local.tracking_uri``.
+    server (``mlflow.tracking_uri``) when the backend's trials log there (Kubernetes), else
+    ``local.tracking_uri``.
 
     A relative ``sqlite:///`` path is made absolute against the repo root, so trials (run
     as child processes) and later commands open the same file whatever their cwd.
     """
-    uri = env_uri or (runtime.tracking_uri if backend == "kubernetes"
-                      else runtime.local.tracking_uri)
+    uri = env_uri or (runtime.tracking_uri if shared else runtime.local.tracking_uri)
     if uri and uri.startswith(_SQLITE) and not uri[len(_SQLITE):].startswith("/"):
         return _SQLITE + str(root / uri[len(_SQLITE):])
     return uri
+
+
+def local_artifact_root(uri: str, root: Path) -> str | None:
+    """Where a local SQLite store keeps artifacts: beside it under .sweepctl/, never a
+    ``./mlruns`` in whatever directory a command happened to run in."""
+    if not uri.startswith(_SQLITE):
+        return None
+    return (root / ".sweepctl" / "mlartifacts").as_uri()

@@ -1,15 +1,29 @@
-"""Where trials run: Kubernetes Jobs (``kubernetes``) or local processes (``local``).
+"""Where trials run: one ``Backend`` protocol, one registry by name.
 
-Both backends speak the same small vocabulary so that ``launch`` and ``status`` never
-care which one they talk to: what is already there (``Observed``), and what happened
-to each trial that was asked to start (``TrialResult``).
+``launch`` and ``status`` (and ``cancel``) are written once against the protocol and
+never branch on a backend's name. What differs between backends lives in the backend:
+how an experiment's trials are observed, how a trial is prepared (rendered), what an
+existing Job or process means (``judge``: a failed Job is immutable and stays, a failed
+local trial is simply retried), and how prepared trials are started (``submit``).
+
+A new backend (Slurm, SkyPilot) is one module with a ``create(settings)`` factory plus
+one entry in ``REGISTRY``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sweepctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from sweepctl.sweep.trial import Trial
+    from sweepctl.workspace import ResolvedExperiment
 
 
 class Outcome(StrEnum):
@@ -41,3 +55,110 @@ class Observed:
 
 
 Progress = Callable[[TrialResult], None]
+
+
+@dataclass(frozen=True)
+class Work:
+    """One experiment's launch as a backend sees it: the resolved experiment plus what
+    this launch records on every trial."""
+
+    resolved: ResolvedExperiment
+    git_sha: str | None = None
+    pr: str | None = None
+    parent_run_id: str | None = None
+
+    @property
+    def max_parallel(self) -> int:
+        declared = self.resolved.experiment.sweep.get("max_parallel")
+        return int(declared or len(self.resolved.trials) or 1)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A trial prepared for its backend: what ``submit`` starts and ``judge`` compares."""
+
+    trial: Trial
+    spec_hash: str | None
+    payload: Any   # the backend's own: rendered manifests, or a local trial's files
+
+    @property
+    def trial_id(self) -> str:
+        return self.trial.trial_id
+
+    @property
+    def name(self) -> str:
+        return self.trial.name
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """What a command hands a backend when it opens one (the CLI builds it)."""
+
+    dry_run: bool = False
+    state_dir: Path = Path(".sweepctl")
+    env: Mapping[str, str] = field(default_factory=dict)   # the local trials' environment
+    kube_configuration: Any = None   # from clients.kube_api.load_configuration
+    kube_concurrency: int = 8
+    kube_retry: Any = None           # clients.kube_api.RetryPolicy
+
+
+class Backend(Protocol):
+    name: str
+
+    def observe(self, experiments: Sequence[ResolvedExperiment]
+                ) -> dict[str, dict[str, Observed]]:
+        """experiment name -> trial id -> what the backend has, for all of them at once
+        (one list of sweepctl's Jobs per namespace, not one per experiment)."""
+        ...
+
+    def prepare(self, work: Work, trial: Trial) -> Unit:
+        """The trial rendered for this backend (nothing is sent)."""
+        ...
+
+    def judge(self, work: Work, seen: Observed, unit: Unit) -> TrialResult | None:
+        """What an existing Job/process of the trial means; None: (re)start the trial."""
+        ...
+
+    def submit(self, work: Work, units: Sequence[Unit], observed: Mapping[str, Observed],
+               keep: Sequence[Unit], *, hold: bool, progress: Progress) -> list[TrialResult]:
+        """Start ``units``. ``keep`` are trials the backend already has and that are still
+        git's work (a suspended one may be released into a free slot unless ``hold``:
+        the failure budget is spent)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    module: str
+    shared_tracking: bool   # its trials log to the shared MLflow server (not the local store)
+
+
+REGISTRY: dict[str, BackendInfo] = {
+    "kubernetes": BackendInfo("sweepctl.backends.kubernetes", shared_tracking=True),
+    "local": BackendInfo("sweepctl.backends.local", shared_tracking=False),
+}
+BACKENDS = tuple(REGISTRY)
+
+
+def info(name: str) -> BackendInfo:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UsageError(f"unknown backend {name!r} (one of {', '.join(BACKENDS)})") from None
+
+
+def open_backend(name: str, settings: BackendSettings) -> Backend:
+    module = importlib.import_module(info(name).module)
+    backend: Backend = module.create(settings)
+    return backend
+
+
+def default_backend(env: Mapping[str, str]) -> str:
+    """Where trials run when no --backend is given: SWEEPCTL_BACKEND, else kubernetes when
+    the environment names a cluster (KUBECONFIG, or running in-cluster), else local."""
+    chosen = env.get("SWEEPCTL_BACKEND")
+    if chosen in REGISTRY:
+        return chosen
+    return "kubernetes" if env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST") else "local"

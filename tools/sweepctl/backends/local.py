@@ -21,12 +21,25 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
 
-from sweepctl.backends import Observed, Outcome, Progress, TrialResult
+if TYPE_CHECKING:
+    from sweepctl.sweep.trial import Trial
+    from sweepctl.workspace import ResolvedExperiment
+
+from sweepctl.backends import (
+    BackendSettings,
+    Observed,
+    Outcome,
+    Progress,
+    TrialResult,
+    Unit,
+    Work,
+)
 
 POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = 30.0
@@ -83,8 +96,8 @@ class _Running:
     claim: int  # the claim's fd: closing it (after exit_code is written) releases the trial
 
 
-class LocalBackend:
-    name = "local"
+class LocalProcesses:
+    """Trial processes of one trainer Python against one tracking store."""
 
     def __init__(self, python: str, runner: Path, state_dir: Path, tracking_uri: str,
                  max_parallel: int = 1, env: Mapping[str, str] | None = None,
@@ -242,3 +255,78 @@ class LocalBackend:
                 item.process.kill()
                 item.process.wait()
             self._finish(item)
+
+
+def runner_path() -> Path:
+    return Path(str(resources.files("sweepctl.runner").joinpath("trial_runner.py")))
+
+
+class LocalBackend:
+    """The embedded default: trials as child processes, no cluster.
+
+    What differs from a cluster is said here: a failed trial leaves nothing behind (no
+    immutable Job), so it is simply started again; ``submit`` runs the trials and waits
+    for them, at most ``min(local.max_parallel, sweep max_parallel)`` at once.
+    """
+
+    name = "local"
+
+    def __init__(self, settings: BackendSettings, workdir: Path | None = None) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        # experiment -> the processes that observed it: submit starts trials with the
+        # same observation, so a trial another launcher ran since is not run again
+        self._observed_by: dict[str, LocalProcesses] = {}
+
+    def close(self) -> None:
+        return None
+
+    def _processes(self, resolved: ResolvedExperiment) -> LocalProcesses:
+        runtime = resolved.runtime.local
+        declared = resolved.experiment.sweep.get("max_parallel")
+        return LocalProcesses(runtime.python, runner_path(), self.settings.state_dir,
+                              resolved.tracking_uri or "",
+                              min(runtime.max_parallel, int(declared or runtime.max_parallel)),
+                              self.settings.env, workdir=self.workdir or resolved.root)
+
+    def observe(self, experiments: Sequence[ResolvedExperiment]
+                ) -> dict[str, dict[str, Observed]]:
+        found = {}
+        for resolved in experiments:
+            processes = self._observed_by[resolved.name] = self._processes(resolved)
+            found[resolved.name] = processes.observe(resolved.name)
+        return found
+
+    def prepare(self, work: Work, trial: Trial) -> Unit:
+        from sweepctl.render.trainconfig import runner_meta, train_config
+
+        resolved = work.resolved
+        folder = trial_dir(self.settings.state_dir, resolved.name, trial.name).resolve()
+        local = LocalTrial(trial.trial_id, trial.name, train_config(trial, str(folder / "output")),
+                           runner_meta(resolved.experiment, trial, git_sha=work.git_sha,
+                                       pr=work.pr, parent_run_id=work.parent_run_id,
+                                       spec_hash=resolved.spec_hash))
+        return Unit(trial, None, local)
+
+    def judge(self, work: Work, seen: Observed, unit: Unit) -> TrialResult | None:
+        if seen.phase in ("failed", "succeeded"):
+            return None  # nothing stays behind: (re)run it (a success without a run, too)
+        return TrialResult(unit.trial_id, unit.name, Outcome.RUNNING, seen.phase)
+
+    def submit(self, work: Work, units: Sequence[Unit], observed: Mapping[str, Observed],
+               keep: Sequence[Unit], *, hold: bool, progress: Progress) -> list[TrialResult]:
+        if self.settings.dry_run:
+            results = [TrialResult(u.trial_id, u.name, Outcome.LAUNCHED, "dry run")
+                       for u in units]
+            for result in results:
+                progress(result)
+            return results
+        processes = self._observed_by.get(work.resolved.name)
+        if processes is None:
+            processes = self._processes(work.resolved)
+            processes.observe(work.resolved.name)
+        return processes.run(work.resolved.name, [u.payload for u in units], progress)
+
+
+def create(settings: BackendSettings) -> LocalBackend:
+    return LocalBackend(settings)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
-from sweepctl.results.compare import DEFAULT_TOLERANCE, compare_experiment, resolve_tracking_uri
-from sweepctl.results.tables import FORMATS, render
-from sweepctl.runtime import resolve_runtime
-from sweepctl.spec.folder import load_experiment
+from sweepctl.cli.options import workspace_for
+from sweepctl.renderers.comparison import FORMATS, render
+from sweepctl.results.compare import DEFAULT_TOLERANCE
+from sweepctl.usecases.compare import compare
 
 
 def tolerance_option(function: click.decorators.FC) -> click.decorators.FC:
@@ -22,24 +19,23 @@ def tolerance_option(function: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("compare")
-@click.argument("experiment_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("experiment", metavar="EXPERIMENT")
 @click.option("--metric", default=None, help="compare on this metric instead of the objective's")
 @click.option("--goal", type=click.Choice(["minimize", "maximize"]), default=None,
               help="direction for --metric (default: the objective's)")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="markdown",
               show_default=True)
 @tolerance_option
-def command(experiment_dir: Path, metric: str | None, goal: str | None, output_format: str,
+def command(experiment: str, metric: str | None, goal: str | None, output_format: str,
             tolerance: float) -> int:
     """One row per trial: the parameters that vary, the objective, train loss, runtime,
     throughput, % deltas vs the baseline, the best trial, the sweet spot and the verdict.
 
-    MLflow: MLFLOW_TRACKING_URI, else experiments/defaults.yaml.
+    EXPERIMENT is a folder or a bare name. MLflow: MLFLOW_TRACKING_URI, else
+    experiments/defaults.yaml.
     """
-    experiment = load_experiment(experiment_dir)
-    runtime = resolve_runtime(experiment.path, experiment.runtime)
-    uri = resolve_tracking_uri(experiment.path, runtime, os.environ)
-    comparison = compare_experiment(experiment, uri, runtime.kubernetes.image, metric=metric,
-                                    goal=goal, tolerance=tolerance)
+    workspace = workspace_for(None)
+    resolved = workspace.resolve(workspace.load(workspace.locate(experiment)))
+    comparison = compare(workspace, resolved, metric=metric, goal=goal, tolerance=tolerance)
     click.echo(render(comparison, output_format), nl=False)
     return 0

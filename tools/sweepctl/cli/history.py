@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from sweepctl.history import experiment_history, render_json, render_text
+from sweepctl.renderers.history import render_json, render_text
+from sweepctl.usecases.history import experiment_history
 
 
 @click.command("history")

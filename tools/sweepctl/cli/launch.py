@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import click
 
 from sweepctl.backends import Outcome, TrialResult
-from sweepctl.launch import BACKENDS, LaunchOptions, LaunchReport, changed_since, launch
+from sweepctl.cli.options import (
+    backend_option,
+    backend_settings,
+    chosen_backend,
+    experiment_folders,
+    workspace_for,
+)
+from sweepctl.usecases.launch import LaunchOptions, LaunchReport, changed_since, launch
 
 COLUMNS = (Outcome.LAUNCHED, Outcome.REUSED, Outcome.RUNNING, Outcome.CHANGED, Outcome.FAILED,
            Outcome.HELD)
-
-
-def experiment_folders(paths: tuple[Path, ...]) -> list[Path]:
-    from sweepctl.spec.validate import discover
-
-    folders, _ = discover(list(paths) or [Path("experiments")])
-    return folders
 
 
 class _Bar:
@@ -65,58 +64,46 @@ def print_report(report: LaunchReport, console: Any) -> None:
 
 
 @click.command("launch")
-@click.argument("experiments", nargs=-1, type=click.Path(exists=True, file_okay=False,
-                                                          path_type=Path))
-@click.option("--backend", type=click.Choice(BACKENDS), default=None,
-              help="kubernetes: Jobs through KUBECONFIG / in-cluster; local: processes "
-              "(default: SWEEPCTL_BACKEND, else kubernetes when KUBECONFIG is set or "
-              "in-cluster, else local)")
+@click.argument("experiments", nargs=-1)
+@backend_option
 @click.option("--changed-since", "changed_since_rev", metavar="REV",
               help="only experiments whose files differ from git revision REV")
 @click.option("--dry-run", is_flag=True,
               help="create nothing (Kubernetes: server-side dry run; MLflow untouched)")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Kubernetes requests in flight")
-def command(experiments: tuple[Path, ...], backend: str | None, changed_since_rev: str | None,
+def command(experiments: tuple[str, ...], backend: str | None, changed_since_rev: str | None,
             dry_run: bool, concurrency: int) -> int:
     """Launch the trials that have neither a FINISHED MLflow run nor a Job/process.
 
-    EXPERIMENTS are experiment folders (default: every one under experiments/). Safe to
-    re-run: finished trials are reused and existing Jobs are left alone. Exit 1 names
-    every trial that did not launch.
+    EXPERIMENTS are experiment folders or bare names (default: every one under
+    experiments/). Safe to re-run: finished trials are reused and existing Jobs are left
+    alone. Exit 1 names every trial that did not launch.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from sweepctl.gitrepo import head_sha
-    from sweepctl.runtime import default_backend, repo_root
+    from sweepctl.clients.gitrepo import head_sha
+    from sweepctl.runtime import repo_root
 
-    backend = backend or default_backend(os.environ)
-    folders = experiment_folders(experiments)
+    backend = chosen_backend(backend)
+    workspace = workspace_for(backend)
+    folders = experiment_folders(workspace, experiments)
     if changed_since_rev:
         folders = changed_since(folders, changed_since_rev)
     console = Console(stderr=False)
     if not folders:
         console.print("nothing to launch")
         return 0
-    kube_configuration = None
-    if backend == "kubernetes":
-        from sweepctl.backends.kubernetes import load_configuration
-
-        kubeconfig = os.environ.get("KUBECONFIG")
-        kube_configuration = load_configuration(kubeconfig.split(os.pathsep)[0]
-                                                if kubeconfig else None)
     # git-ignored: local runs, logs and the SQLite MLflow store, beside experiments/
     state_dir = repo_root(folders[0]) / ".sweepctl"
-    if backend == "local":
-        state_dir.mkdir(exist_ok=True)
+    settings = backend_settings(state_dir, dry_run=dry_run, concurrency=concurrency)
     options = LaunchOptions(
-        backend=backend, dry_run=dry_run, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+        backend=backend, dry_run=dry_run, tracking_uri=workspace.env_tracking_uri,
         git_sha=head_sha(folders[0]), pr=os.environ.get("SWEEPCTL_PR"),
-        kube_configuration=kube_configuration, kube_concurrency=concurrency,
-        state_dir=state_dir, env=dict(os.environ))
+        kube_concurrency=concurrency, state_dir=state_dir, env=settings.env)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console, transient=True) as progress:
-        report = launch(folders, options, _Bar(progress))
+        report = launch(folders, options, _Bar(progress), workspace)
     print_report(report, console)
     return 0 if report.ok else 1

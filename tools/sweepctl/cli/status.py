@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
-from sweepctl.launch import BACKENDS
-from sweepctl.status import status
+from sweepctl.cli.options import backend_option, backend_settings, chosen_backend, workspace_for
+from sweepctl.usecases.status import status
 
 
 @click.command("status")
-@click.argument("experiment", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--backend", type=click.Choice(BACKENDS), default=None,
-              help="default: as for launch (SWEEPCTL_BACKEND, KUBECONFIG/in-cluster, else local)")
-def command(experiment: Path, backend: str | None) -> int:
-    """Per trial: its Job or local process, its newest MLflow run and objective value."""
+@click.argument("experiment", metavar="EXPERIMENT")
+@backend_option
+def command(experiment: str, backend: str | None) -> int:
+    """Per trial: its Job or local process, its newest MLflow run and objective value.
+
+    EXPERIMENT is an experiment folder, or its bare name under experiments/.
+    """
     from rich.console import Console
     from rich.table import Table
 
-    from sweepctl.runtime import default_backend, repo_root
+    from sweepctl.runtime import repo_root
 
-    backend = backend or default_backend(os.environ)
-    kube_configuration = None
-    if backend == "kubernetes":
-        from sweepctl.backends.kubernetes import load_configuration
-
-        kubeconfig = os.environ.get("KUBECONFIG")
-        kube_configuration = load_configuration(kubeconfig.split(os.pathsep)[0]
-                                                if kubeconfig else None)
-    report = status(experiment, backend=backend,
-                    tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
-                    kube_configuration=kube_configuration,
-                    state_dir=repo_root(experiment) / ".sweepctl")
+    backend = chosen_backend(backend)
+    workspace = workspace_for(backend)
+    folder = workspace.locate(experiment)
+    report = status(folder, backend=backend, tracking_uri=workspace.env_tracking_uri,
+                    settings=backend_settings(repo_root(folder) / ".sweepctl"),
+                    workspace=workspace)
     table = Table(title=f"{report.experiment} ({backend})")
     # the name (which ends with the trial id) is what kubectl and the MLflow UI show
     table.add_column("trial", no_wrap=True)
@@ -49,3 +42,5 @@ def command(experiment: Path, backend: str | None) -> int:
     console.print(f"{report.count('FINISHED')} of {len(report.rows)} trials finished",
                   highlight=False)
     return 0
+
+

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sweepctl.mlflow_store import (
+from sweepctl.clients.mlflow_store import (
     TAG_EXPERIMENT,
     TAG_GIT_SHA,
     TAG_PR,

@@ -2,7 +2,7 @@
 and the MLflow runs by trial id.
 
 Pure functions over plain data: ``build_comparison`` takes the expected trials and the
-runs and returns a ``Comparison``; ``compare_experiment`` is the I/O edge that reads them.
+runs and returns a ``Comparison``; ``usecases.compare`` reads them from the run index.
 A trial without a usable run is shown as failed / running / missing, never dropped.
 """
 
@@ -12,13 +12,10 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sweepctl.errors import UsageError
-from sweepctl.mlflow_store import TAG_PR, TAG_TRIAL, RunRecord
-from sweepctl.runtime import Runtime, env_tracking_uri
-from sweepctl.spec.model import Experiment, Objective
+from sweepctl.clients.mlflow_store import TAG_PR, TAG_TRIAL, RunRecord
+from sweepctl.spec.model import Objective
 from sweepctl.sweep.trial import Trial
 
 DEFAULT_TOLERANCE = 0.02
@@ -308,43 +305,3 @@ def _pull_requests(runs: Sequence[RunRecord]) -> tuple[str, ...]:
         if pr.isdigit() and pr not in found:
             found.append(pr)
     return tuple(found)
-
-
-def resolve_tracking_uri(experiment_dir: Path, runtime: Runtime, env: Mapping[str, str]) -> str:
-    """runtime.tracking_uri's rule, for the backend the environment points at."""
-    uri = env_tracking_uri(experiment_dir, runtime, env)
-    if not uri:
-        raise UsageError("no MLflow tracking URI: set MLFLOW_TRACKING_URI or mlflow.tracking_uri "
-                         "in experiments/defaults.yaml")
-    return uri
-
-
-def expected_trials(experiment: Experiment, image: str) -> list[Trial]:
-    from sweepctl.sweep.expand import expand
-
-    return list(expand(experiment, image))
-
-
-def compare_experiment(experiment: Experiment, tracking_uri: str, image: str,
-                       metric: str | None = None, goal: str | None = None,
-                       tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
-    """Read the experiment's runs from MLflow and build the comparison (raises MlflowError)."""
-    from sweepctl import mlflow_store
-
-    objective = experiment.objective
-    chosen_goal: Literal["minimize", "maximize"] = (
-        "maximize" if (goal or objective.goal) == "maximize" else "minimize")
-    if metric is not None and metric != objective.metric:
-        # another metric has no target of its own
-        objective = Objective(metric, chosen_goal, None)
-    else:
-        objective = Objective(objective.metric, chosen_goal, objective.target)
-    trials = expected_trials(experiment, image)
-    runs = mlflow_store.trial_runs(tracking_uri, experiment.mlflow_experiment, experiment.name)
-    have = {r.trial_id for r in runs}
-    missing = {t.trial_id for t in trials} - have
-    if missing:
-        # a trial already finished elsewhere (same id, other experiment) is reused, not re-run
-        reused = mlflow_store.finished_trials(tracking_uri, experiment.mlflow_experiment, missing)
-        runs = [*runs, *reused.values()]
-    return build_comparison(experiment.name, trials, runs, objective, tolerance, tracking_uri)

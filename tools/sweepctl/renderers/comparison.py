@@ -8,7 +8,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sweepctl.results.compare import Comparison, Row, format_value
+from sweepctl.renderers.values import format_value
+from sweepctl.results.compare import Comparison, Row
 
 FORMATS = ("markdown", "csv", "json")
 

@@ -6,23 +6,18 @@ uses), so the plan is the comment's first state and later reports edit it in pla
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from sweepctl.plan import Plan, PlannedTrial
-from sweepctl.report.markdown import GITHUB_COMMENT_LIMIT, comment_marker
-from sweepctl.sweep.identity import format_value
+from sweepctl.renderers.limits import fit
+from sweepctl.renderers.markdown import comment_marker, md_cell
+from sweepctl.renderers.values import format_value
+from sweepctl.sweep.plan import Plan, PlannedTrial
 
 
 def marker(experiment: str) -> str:
     return comment_marker(experiment)
-
-
-def _value(value: Any) -> str:
-    return format_value(value) if isinstance(value, float) else (
-        json.dumps(value) if value is None or isinstance(value, bool) else str(value))
 
 
 def _hours(value: float) -> str:
@@ -34,9 +29,9 @@ def _row(plan: Plan, planned: PlannedTrial, columns: Sequence[str]) -> list[str]
     cells = [str(trial.index), trial.name, trial.trial_id]
     for key in columns:
         if trial.is_baseline:
-            cells.append(_value(plan.baseline[key]) if key in plan.baseline else "(unset)")
+            cells.append(format_value(plan.baseline[key]) if key in plan.baseline else "(unset)")
         else:
-            cells.append(_value(trial.params[key]) if key in trial.params else "")
+            cells.append(format_value(trial.params[key]) if key in trial.params else "")
     cells.append(str(len(trial.params)))
     if plan.base_ref is not None:
         cells.append(planned.change or "")
@@ -93,9 +88,6 @@ def render_text(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def _md(text: str) -> str:
-    """A table cell that stays one cell and stays text (no HTML, no pipe, no newline)."""
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 MAX_LISTED_REMOVED = 50
@@ -106,21 +98,21 @@ def render_markdown(plan: Plan) -> str:
     from tabulate import tabulate
 
     columns = plan.changed_keys
-    rows = [[_md(cell) for cell in _row(plan, t, columns)] for t in plan.trials]
-    headers = [_md(h) for h in _headers(plan, columns)]
+    rows = [[md_cell(cell) for cell in _row(plan, t, columns)] for t in plan.trials]
+    headers = [md_cell(h) for h in _headers(plan, columns)]
     summary = summary_lines(plan)
     head = [marker(plan.experiment), f"### sweepctl plan: `{plan.experiment}`", ""]
     if not plan.ok:
-        head += ["> [!CAUTION]", *(f"> {_md(line)}" for line in summary if "OVER" in line), ""]
-    head += [f"- {_md(line)}" for line in summary if "OVER" not in line]
+        head += ["> [!CAUTION]", *(f"> {md_cell(line)}" for line in summary if "OVER" in line), ""]
+    head += [f"- {md_cell(line)}" for line in summary if "OVER" not in line]
     tail: list[str] = []
     if plan.removed:
-        tail += ["", f"Removed vs `{_md(plan.base_ref or '')}` (their results stay in MLflow):",
+        tail += ["", f"Removed vs `{md_cell(plan.base_ref or '')}` (their results stay in MLflow):",
                  ""]
-        tail += [f"- `{_md(t.name)}`" for t in plan.removed[:MAX_LISTED_REMOVED]]
+        tail += [f"- `{md_cell(t.name)}`" for t in plan.removed[:MAX_LISTED_REMOVED]]
         if len(plan.removed) > MAX_LISTED_REMOVED:
             tail.append(f"- ... and {len(plan.removed) - MAX_LISTED_REMOVED} more")
-    tail += ["", f"<sub>Image `{_md(plan.image)}`. Trial 0 is the baseline; other rows show "
+    tail += ["", f"<sub>Image `{md_cell(plan.image)}`. Trial 0 is the baseline; other rows show "
              "only the keys they change.</sub>"]
 
     def body(kept: int) -> str:
@@ -129,16 +121,7 @@ def render_markdown(plan: Plan) -> str:
                 "all._"] if kept < len(rows) else [])
         return "\n".join([*head, "", table, *cut, *tail]) + "\n"
 
-    if len(body(len(rows))) <= GITHUB_COMMENT_LIMIT:
-        return body(len(rows))
-    low, high = 0, len(rows)  # the largest number of rows that still fits
-    while low < high:
-        middle = (low + high + 1) // 2
-        if len(body(middle)) <= GITHUB_COMMENT_LIMIT:
-            low = middle
-        else:
-            high = middle - 1
-    return body(low)
+    return fit(body, len(rows))
 
 
 def plan_data(plan: Plan) -> dict[str, Any]:

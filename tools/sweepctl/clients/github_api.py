@@ -104,12 +104,12 @@ class StickyComment:
     """The one comment per PR and experiment, found by ``marker`` at the start of its body."""
 
     def __init__(self, target: GitHubTarget, pr_number: int, marker: str,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, client: Any = None) -> None:
         self.target = target
         self.pr_number = pr_number
         self.marker = marker
         self._sleep = sleep
-        self._gh = _client(target)
+        self._gh = client if client is not None else _client(target)
 
     def _issue(self) -> Any:
         return self._gh.get_repo(self.target.repository).get_issue(self.pr_number)
@@ -140,10 +140,26 @@ class StickyComment:
         return with_retries(f"update the sweepctl comment on {where}", attempt, self._sleep)
 
 
+class GitHub:
+    """One client for a whole command (``report`` of every experiment shares it)."""
+
+    def __init__(self, target: GitHubTarget, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.target = target
+        self._sleep = sleep
+        self._gh = _client(target)
+
+    def comment(self, pr_number: int, marker: str) -> StickyComment:
+        return StickyComment(self.target, pr_number, marker, self._sleep, client=self._gh)
+
+    def pull_request_for_commit(self, sha: str) -> int | None:
+        return pull_request_for_commit(self.target, sha, self._sleep, client=self._gh)
+
+
 def pull_request_for_commit(target: GitHubTarget, sha: str,
-                            sleep: Callable[[float], None] = time.sleep) -> int | None:
+                            sleep: Callable[[float], None] = time.sleep,
+                            client: Any = None) -> int | None:
     """The PR that brought ``sha`` (GET /repos/{o}/{r}/commits/{sha}/pulls), or None."""
-    gh = _client(target)
+    gh = client if client is not None else _client(target)
 
     def attempt() -> int | None:
         pulls = list(gh.get_repo(target.repository).get_commit(sha).get_pulls())

@@ -8,17 +8,23 @@ moves planned -> launched -> running (k of n) -> results. GitHub rejects bodies 
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sweepctl.errors import SweepctlError
+from sweepctl.renderers.comparison import markdown_table, summary_lines
+from sweepctl.renderers.limits import GITHUB_COMMENT_LIMIT, fit
 from sweepctl.results import sensitivity as sens
 from sweepctl.results.compare import Comparison, Row
-from sweepctl.results.tables import markdown_table, summary_lines
 
-GITHUB_COMMENT_LIMIT = 65_536
 NOTES_LINK_TEXT = "full table in notes.md"
+
+
+def md_cell(text: str) -> str:
+    """A table cell that stays one cell and stays text (no HTML, no pipe, no newline)."""
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def comment_marker(experiment: str) -> str:
@@ -142,20 +148,15 @@ def _ranked(comparison: Comparison) -> list[Row]:
 def comment_body(comparison: Comparison, notes_url: str | None = None,
                  limit: int = GITHUB_COMMENT_LIMIT) -> str:
     """The whole comment, under ``limit`` characters (top rows + a link to notes.md)."""
-    body = _comment(comparison, comparison.rows, 0, notes_url)
-    if len(body) < limit:
-        return body
     ranked = _ranked(comparison)
-    low, high = 0, len(ranked)
-    # the longest prefix of the ranked rows that fits: binary search over the row count
-    while low < high:
-        mid = (low + high + 1) // 2
-        kept = _in_sweep_order(ranked[:mid])
-        if len(_comment(comparison, kept, len(ranked) - mid, notes_url)) < limit:
-            low = mid
-        else:
-            high = mid - 1
-    body = _comment(comparison, _in_sweep_order(ranked[:low]), len(ranked) - low, notes_url)
+
+    def build(kept: int) -> str:
+        if kept == len(ranked):
+            return _comment(comparison, comparison.rows, 0, notes_url)
+        return _comment(comparison, _in_sweep_order(ranked[:kept]), len(ranked) - kept,
+                        notes_url)
+
+    body = fit(build, len(ranked), limit - 1)
     if len(body) >= limit:  # even the summary alone is too long: say so, never cut mid-table
         body = (f"{comment_marker(comparison.experiment)}\n\n### sweepctl · "
                 f"`{comparison.experiment}` · {state(comparison)}\n\nThe report is too long "

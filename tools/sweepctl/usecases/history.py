@@ -16,116 +16,27 @@ Any other ``Sweepctl-*`` trailer is kept and shown as is.
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from sweepctl import gitrepo
+from sweepctl.clients import gitrepo
 from sweepctl.errors import GitError, SpecError, UsageError
+from sweepctl.results.history import (
+    TRAILER_EXPERIMENT,
+    TRAILER_LAUNCH,
+    TRAILER_RESULT,
+    EntryKind,
+    History,
+    HistoryEntry,
+    ParamChange,
+    diff_params,
+    parse_trailers,
+    pr_number,
+)
 from sweepctl.spec.yamlload import parse_document
 
-TRAILER_EXPERIMENT = "Sweepctl-Experiment"
-TRAILER_LAUNCH = "Sweepctl-Launch"
-TRAILER_RESULT = "Sweepctl-Result"
-
-# GitHub's squash merge puts "(#123)" at the end of the subject; its merge commit says
-# "Merge pull request #123 from owner/branch".
-_PR_PATTERNS = (re.compile(r"\(#(\d+)\)\s*$"), re.compile(r"^Merge pull request #(\d+)\b"))
-_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*):\s*(.*?)\s*$")
-_MISSING = object()
-
-ChangeKind = Literal["added", "removed", "changed"]
-EntryKind = Literal["proposed", "edited", "removed", "merge", "launch", "results", "recorded"]
-
-
-@dataclass(frozen=True)
-class ParamChange:
-    file: str            # e.g. "sweep.yaml"
-    key: str             # dotted: "parameters.lora_rank"
-    kind: ChangeKind
-    old: Any = None
-    new: Any = None
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    sha: str
-    author: str
-    email: str
-    date: str            # ISO 8601 with the author's offset
-    subject: str
-    kind: EntryKind
-    pr: int | None = None
-    files: dict[str, str] = field(default_factory=dict)   # path -> added|modified|deleted
-    changes: tuple[ParamChange, ...] = ()
-    trailers: tuple[tuple[str, str], ...] = ()
-    problems: tuple[str, ...] = ()                          # e.g. a file that did not parse
-
-
-@dataclass(frozen=True)
-class History:
-    experiment: str
-    path: str            # the folder, relative to the repository root
-    entries: tuple[HistoryEntry, ...]   # oldest first: it reads as a story
-
-
-def pr_number(message: str) -> int | None:
-    subject = message.strip().splitlines()[0] if message.strip() else ""
-    for pattern in _PR_PATTERNS:
-        found = pattern.search(subject)
-        if found:
-            return int(found.group(1))
-    return None
-
-
-def parse_trailers(message: str) -> tuple[tuple[str, str], ...]:
-    """Trailers of the message's last paragraph (the `git interpret-trailers` rule: every
-    non-continuation line of it is `Key: value`)."""
-    paragraphs = [p for p in re.split(r"\n\s*\n", message.strip()) if p.strip()]
-    if len(paragraphs) < 2:
-        return ()
-    found: list[tuple[str, str]] = []
-    for line in paragraphs[-1].splitlines():
-        if line[:1].isspace() and found:      # a folded continuation line
-            key, value = found[-1]
-            found[-1] = (key, f"{value} {line.strip()}")
-            continue
-        match = _TRAILER.match(line)
-        if match is None:
-            return ()
-        found.append((match.group(1), match.group(2)))
-    return tuple(found)
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> dotted keys; lists and scalars are leaves."""
-    if not isinstance(data, dict):
-        return {prefix: data} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, dotted))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def diff_params(file: str, old: Any, new: Any) -> list[ParamChange]:
-    before, after = flatten(old), flatten(new)
-    changes: list[ParamChange] = []
-    for key in sorted(before.keys() | after.keys()):
-        was, now = before.get(key, _MISSING), after.get(key, _MISSING)
-        if was is _MISSING:
-            changes.append(ParamChange(file, key, "added", new=now))
-        elif now is _MISSING:
-            changes.append(ParamChange(file, key, "removed", old=was))
-        elif was != now or type(was) is not type(now):   # 1 -> 1.0 or true -> 1 is a change
-            changes.append(ParamChange(file, key, "changed", was, now))
-    return changes
-
+__all__ = ["experiment_history"]
 
 def _parse_at(repo: Any, ref: str, relative: str, name: str) -> tuple[Any, str | None]:
     raw = gitrepo.read_file_at(repo, ref, relative)
@@ -233,46 +144,3 @@ def _touches_or_names(repo: Any, record: gitrepo.CommitRecord, relative: str, na
     return before != gitrepo.folder_blobs(repo, record.sha, relative)
 
 
-# --- renderers -------------------------------------------------------------------------
-
-
-def _value(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def describe_change(change: ParamChange) -> str:
-    if change.kind == "added":
-        return f"{change.file}: + {change.key} = {_value(change.new)}"
-    if change.kind == "removed":
-        return f"{change.file}: - {change.key} (was {_value(change.old)})"
-    return f"{change.file}: {change.key}: {_value(change.old)} -> {_value(change.new)}"
-
-
-def render_text(history: History) -> str:
-    count = len(history.entries)
-    lines = [f"{history.experiment} ({history.path}): {count} commit{'s' * (count != 1)}, "
-             "oldest first", ""]
-    for entry in history.entries:
-        pr = f" (#{entry.pr})" if entry.pr is not None else ""
-        lines.append(f"{entry.sha[:7]} {entry.date[:10]} {entry.author} <{entry.email}>{pr} "
-                     f"[{entry.kind}]")
-        lines.append(f"    {entry.subject}")
-        if entry.kind == "proposed":
-            lines.append(f"    proposed: {', '.join(entry.files)}")
-        else:
-            changed_files = {c.file for c in entry.changes}
-            for path, status in entry.files.items():
-                if status != "modified" or not path.endswith((".yaml", ".yml")):
-                    lines.append(f"    {status}: {path}")
-                elif path not in changed_files and not any(path in p for p in entry.problems):
-                    lines.append(f"    modified: {path} (no key changed: comments or layout)")
-        lines += [f"    {describe_change(c)}" for c in entry.changes]
-        lines += [f"    {key}: {value}" for key, value in entry.trailers
-                  if key.startswith("Sweepctl-")]
-        lines += [f"    warning: {p}" for p in entry.problems]
-        lines.append("")
-    return "\n".join(lines).rstrip("\n")
-
-
-def render_json(history: History) -> str:
-    return json.dumps(asdict(history), indent=2, ensure_ascii=False, default=str)

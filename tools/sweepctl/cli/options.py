@@ -1,0 +1,54 @@
+"""What several commands share: how an experiment is named, the backend option, and the
+one workspace a command builds from the environment (the CLI reads os.environ; the
+library never does)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from sweepctl.backends import BACKENDS, BackendSettings, default_backend, info
+from sweepctl.workspace import Workspace
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXPERIMENT_HELP = "an experiment folder, or its bare name under experiments/"
+
+
+def backend_option(function: F) -> F:
+    return click.option(
+        "--backend", type=click.Choice(BACKENDS), default=None,
+        help="kubernetes: Jobs through KUBECONFIG / in-cluster; local: processes "
+        "(default: SWEEPCTL_BACKEND, else kubernetes when KUBECONFIG is set or "
+        "in-cluster, else local)")(function)
+
+
+def chosen_backend(backend: str | None, env: Mapping[str, str] = os.environ) -> str:
+    return backend or default_backend(env)
+
+
+def workspace_for(backend: str | None, env: Mapping[str, str] = os.environ,
+                  tracking_uri: str | None = None) -> Workspace:
+    """The command's workspace: MLflow as the backend's trials see it (the one rule)."""
+    return Workspace(shared_tracking=info(chosen_backend(backend, env)).shared_tracking,
+                     env_tracking_uri=tracking_uri or env.get("MLFLOW_TRACKING_URI") or None)
+
+
+def backend_settings(state_dir: Path, *, dry_run: bool = False,
+                     concurrency: int = 8, env: Mapping[str, str] = os.environ
+                     ) -> BackendSettings:
+    return BackendSettings(dry_run=dry_run, state_dir=state_dir, env=dict(env),
+                           kube_concurrency=concurrency)
+
+
+def experiment_folders(workspace: Workspace, names: Sequence[str]) -> list[Path]:
+    """The named experiments (paths or bare names), or every one under experiments/."""
+    if names:
+        return [workspace.locate(name) for name in names]
+    from sweepctl.spec.validate import discover
+
+    folders, _ = discover([workspace.cwd / "experiments"])
+    return folders

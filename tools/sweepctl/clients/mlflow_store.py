@@ -1,0 +1,220 @@
+"""The one module that talks to MLflow (and the only one that imports it).
+
+Results are found by tag (``tags."sweepctl.experiment" = '...'``), never by run
+name. ``import mlflow`` costs ~1.3 s, so it happens inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweepctl.errors import MlflowError
+
+TAG_EXPERIMENT = "sweepctl.experiment"
+TAG_TRIAL = "sweepctl.trial"
+TAG_TRIAL_ID = "sweepctl.trial_id"
+TAG_ROLE = "sweepctl.role"          # "sweep" on the parent run, "trial" on children
+TAG_GIT_SHA = "sweepctl.git_sha"
+TAG_PR = "sweepctl.pr"
+TAG_SPEC_HASH = "sweepctl.spec_hash"
+TAG_ATTEMPT = "sweepctl.attempt"  # set by the runner: how many times this run was (re)started
+PAGE_SIZE = 1000
+# experiment ids per search_runs call: the SQL store turns them into one IN (...)
+EXPERIMENTS_PER_SEARCH = 500
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    status: str                       # RUNNING | SCHEDULED | FINISHED | FAILED | KILLED
+    trial_id: str | None
+    trial_name: str | None
+    params: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    start_time: int | None = None     # ms since epoch
+    end_time: int | None = None
+    experiment_id: str | None = None
+
+
+def _client(tracking_uri: str) -> Any:
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:  # pragma: no cover - the full extra is missing
+        raise MlflowError("mlflow is not installed (pip install 'sweepctl[full]')") from exc
+    if tracking_uri.startswith("sqlite:///"):
+        # a local store (sqlite:///<repo>/.sweepctl/mlflow.db) on a fresh clone: its folder
+        # is git-ignored and may not exist yet; SQLite creates the file, not the folder
+        from pathlib import Path
+
+        Path(tracking_uri[len("sqlite:///") - 1:]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return MlflowClient(tracking_uri=tracking_uri)
+    except Exception as exc:  # e.g. a mistyped scheme in MLFLOW_TRACKING_URI
+        raise _wrap("open the tracking store", tracking_uri, exc) from exc
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _record(run: Any) -> RunRecord:
+    tags = dict(run.data.tags)
+    return RunRecord(
+        run_id=run.info.run_id,
+        status=run.info.status,
+        trial_id=tags.get(TAG_TRIAL_ID),
+        trial_name=tags.get(TAG_TRIAL),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+        tags=tags,
+        start_time=run.info.start_time,
+        end_time=run.info.end_time,
+        experiment_id=run.info.experiment_id,
+    )
+
+
+def _redact(text: str, tracking_uri: str) -> str:
+    """``text`` without the URI's password: MLflow quotes the whole URL (basic auth
+    credentials included) in its errors, and ours end up in CI logs."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(tracking_uri).password
+    except ValueError:
+        return text
+    return text.replace(password, "***") if password else text
+
+
+def safe_uri(tracking_uri: str) -> str:
+    """The tracking URI as it may be printed (password masked)."""
+    return _redact(tracking_uri, tracking_uri)
+
+
+def _wrap(action: str, tracking_uri: str, exc: Exception) -> MlflowError:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return MlflowError(_redact(f"cannot {action} at {tracking_uri}: {detail[:300]}",
+                               tracking_uri))
+
+
+class MlflowStore:
+    """One tracking store for one command: one client, every request counted.
+
+    ``requests`` counts the calls sent (the benchmark and the tests read it): a command
+    asks MLflow a constant number of times plus one per page of runs, never once per
+    experiment or per run.
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.requests = 0
+        self._client: Any = None
+
+    @property
+    def safe_uri(self) -> str:
+        return safe_uri(self.tracking_uri)
+
+    def _call(self, action: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._client is None:
+            self._client = _client(self.tracking_uri)
+        self.requests += 1
+        try:
+            return getattr(self._client, fn_name)(*args, **kwargs)
+        except Exception as exc:
+            raise _wrap(action, self.tracking_uri, exc) from exc
+
+    def experiment_ids(self, names: Collection[str]) -> dict[str, str]:
+        """name -> id for those of ``names`` that exist (one request per 1,000 experiments)."""
+        wanted = set(names)
+        if len(wanted) == 1:  # one experiment: ask for it by name
+            name = next(iter(wanted))
+            found = self._call("read experiments", "get_experiment_by_name", name)
+            return {} if found is None else {name: str(found.experiment_id)}
+        ids: dict[str, str] = {}
+        token: str | None = None
+        while wanted:
+            page = self._call("list experiments", "search_experiments",
+                              max_results=PAGE_SIZE, page_token=token)
+            for experiment in page:
+                if experiment.name in wanted:
+                    ids[experiment.name] = str(experiment.experiment_id)
+            token = page.token
+            if not token:
+                break
+        return ids
+
+    def ensure_experiment(self, name: str, artifact_location: str | None = None) -> str:
+        """The MLflow experiment's id, creating it when missing."""
+        existing = self.experiment_ids([name]).get(name)
+        if existing is not None:
+            return existing
+        try:
+            return str(self._call("create experiment", "create_experiment", name,
+                                  artifact_location=artifact_location))
+        except MlflowError:
+            # two launches racing: the other one created it first
+            again = self.experiment_ids([name]).get(name)
+            if again is not None:
+                return again
+            raise
+
+    def search(self, experiment_ids: Collection[str], filter_string: str) -> Iterator[RunRecord]:
+        """Every run matching the filter in these experiments, page by page."""
+        ids = sorted(set(experiment_ids))
+        for start in range(0, len(ids), EXPERIMENTS_PER_SEARCH):
+            token: str | None = None
+            while True:
+                page = self._call("search runs", "search_runs",
+                                  ids[start:start + EXPERIMENTS_PER_SEARCH],
+                                  filter_string=filter_string, max_results=PAGE_SIZE,
+                                  page_token=token)
+                for run in page:
+                    yield _record(run)
+                token = page.token
+                if not token:
+                    break
+
+    def create_parent_run(self, experiment_id: str, experiment_name: str,
+                          tags: Mapping[str, str]) -> str:
+        """A new sweep parent run, marked finished: it is a container, not work."""
+        run = self._call("create the sweep's parent run", "create_run", experiment_id,
+                         run_name=experiment_name,
+                         tags={**tags, TAG_EXPERIMENT: experiment_name, TAG_ROLE: "sweep"})
+        self._call("finish the sweep's parent run", "set_terminated", run.info.run_id,
+                   status="FINISHED")
+        return str(run.info.run_id)
+
+
+def role_filter(role: str) -> str:
+    return f"tags.`{TAG_ROLE}` = '{_quote(role)}'"
+
+
+def experiment_filter(experiment_name: str, role: str = "trial") -> str:
+    return f"tags.`{TAG_EXPERIMENT}` = '{_quote(experiment_name)}' and {role_filter(role)}"
+
+
+def iter_runs(tracking_uri: str, mlflow_experiment: str, filter_string: str) -> Iterator[RunRecord]:
+    """Every run of one MLflow experiment matching the filter (tests and tools)."""
+    store = MlflowStore(tracking_uri)
+    experiment_id = store.experiment_ids([mlflow_experiment]).get(mlflow_experiment)
+    if experiment_id is not None:
+        yield from store.search([experiment_id], filter_string)
+
+
+def trial_runs(tracking_uri: str, mlflow_experiment: str, experiment_name: str) -> list[RunRecord]:
+    """All trial runs of one sweepctl experiment, newest first."""
+    runs = list(iter_runs(tracking_uri, mlflow_experiment, experiment_filter(experiment_name)))
+    runs.sort(key=lambda r: r.start_time or 0, reverse=True)
+    return runs
+
+
+def ensure_parent_run(tracking_uri: str, mlflow_experiment: str, experiment_name: str,
+                      tags: Mapping[str, str]) -> str:
+    """The sweep's parent run id: found by tag, created when missing."""
+    store = MlflowStore(tracking_uri)
+    experiment_id = store.ensure_experiment(mlflow_experiment)
+    for run in store.search([experiment_id], experiment_filter(experiment_name, "sweep")):
+        return run.run_id
+    return store.create_parent_run(experiment_id, experiment_name, tags)

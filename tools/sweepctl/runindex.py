@@ -1,0 +1,147 @@
+"""One MLflow run index per command: every sweepctl trial run, read in one paged scan.
+
+A command that acts on 1,000 experiments must not ask MLflow 1,000 times: the index scans
+sweepctl's trial runs (tag ``sweepctl.role = trial``) once across every MLflow experiment
+the command's experiments log to, plus one scan of the sweeps' parent runs, and every
+use case (launch, status, compare, report) reads from it.
+
+One merge rule, here and nowhere else: per trial id, the newest FINISHED run wins, else
+the newest run; the attempts are counted over all its runs. Reuse crosses MLflow
+experiments: a FINISHED run of the same trial id in any scanned experiment is the same
+work (the id hashes the resolved config, the image and the dataset).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sweepctl.clients.mlflow_store import (
+    TAG_ATTEMPT,
+    TAG_EXPERIMENT,
+    MlflowStore,
+    RunRecord,
+    role_filter,
+)
+
+RUNNING_STATES = ("RUNNING", "SCHEDULED")
+
+
+def _newest_first(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    # start_time ties (same millisecond) are broken by run id so the order never depends
+    # on the page order MLflow returned
+    return sorted(runs, key=lambda r: (r.start_time or 0, r.run_id), reverse=True)
+
+
+def _attempts(run: RunRecord) -> int:
+    try:
+        return max(1, int(run.tags.get(TAG_ATTEMPT, "1")))
+    except ValueError:
+        return 1
+
+
+@dataclass(frozen=True)
+class TrialRuns:
+    """Every run of one trial id, newest first."""
+
+    trial_id: str
+    runs: tuple[RunRecord, ...]
+
+    @property
+    def finished(self) -> RunRecord | None:
+        return next((r for r in self.runs if r.status == "FINISHED"), None)
+
+    @property
+    def latest(self) -> RunRecord:
+        """The run that speaks for the trial: the newest FINISHED one, else the newest."""
+        return self.finished or self.runs[0]
+
+    @property
+    def attempts(self) -> int:
+        """How many times the trial was started, over all its runs (a resumed run counts
+        its own restarts in the ``sweepctl.attempt`` tag)."""
+        return sum(_attempts(r) for r in self.runs)
+
+
+@dataclass
+class RunIndex:
+    """The trial runs of one tracking store, grouped by trial id and by experiment."""
+
+    tracking_uri: str
+    trials: dict[str, TrialRuns] = field(default_factory=dict)
+    by_experiment: dict[str, list[RunRecord]] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)    # experiment -> parent run id
+    experiment_ids: dict[str, str] = field(default_factory=dict)  # MLflow name -> id
+
+    @classmethod
+    def from_runs(cls, tracking_uri: str, runs: Iterable[RunRecord],
+                  parents: Iterable[RunRecord] = (),
+                  experiment_ids: Mapping[str, str] | None = None) -> RunIndex:
+        grouped: dict[str, list[RunRecord]] = {}
+        by_experiment: dict[str, list[RunRecord]] = {}
+        for run in runs:
+            if run.trial_id:
+                grouped.setdefault(run.trial_id, []).append(run)
+            name = run.tags.get(TAG_EXPERIMENT)
+            if name:
+                by_experiment.setdefault(name, []).append(run)
+        index = cls(tracking_uri, experiment_ids=dict(experiment_ids or {}))
+        index.trials = {tid: TrialRuns(tid, tuple(_newest_first(rs)))
+                        for tid, rs in grouped.items()}
+        index.by_experiment = {name: _newest_first(rs) for name, rs in by_experiment.items()}
+        for run in _newest_first(parents):
+            name = run.tags.get(TAG_EXPERIMENT)
+            if name and name not in index.parents:
+                index.parents[name] = run.run_id
+        return index
+
+    def get(self, trial_id: str) -> TrialRuns | None:
+        return self.trials.get(trial_id)
+
+    def latest(self, trial_id: str) -> RunRecord | None:
+        found = self.trials.get(trial_id)
+        return found.latest if found else None
+
+    def finished(self, trial_id: str) -> RunRecord | None:
+        found = self.trials.get(trial_id)
+        return found.finished if found else None
+
+    def finished_of(self, trial_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """trial id -> its FINISHED run, for those of ``trial_ids`` that have one."""
+        out = {}
+        for trial_id in trial_ids:
+            run = self.finished(trial_id)
+            if run is not None:
+                out[trial_id] = run
+        return out
+
+    def failed_ids(self, trial_ids: Iterable[str]) -> frozenset[str]:
+        """Those of ``trial_ids`` whose latest run FAILED (none of them FINISHED)."""
+        return frozenset(t for t in trial_ids
+                         if (run := self.latest(t)) is not None and run.status == "FAILED")
+
+    def runs_of(self, experiment: str) -> list[RunRecord]:
+        """Every trial run tagged with this sweepctl experiment, newest first."""
+        return list(self.by_experiment.get(experiment, ()))
+
+    def runs_for(self, experiment: str, trial_ids: Collection[str]) -> list[RunRecord]:
+        """What compare and report join: the experiment's own runs, plus the FINISHED run
+        of each of its trials that only another experiment ran (reuse)."""
+        runs = self.runs_of(experiment)
+        have = {r.trial_id for r in runs}
+        reused = [run for tid in trial_ids if tid not in have
+                  and (run := self.finished(tid)) is not None]
+        return [*runs, *reused]
+
+
+def scan(store: MlflowStore, mlflow_experiments: Collection[str], *,
+         with_parents: bool = False) -> RunIndex:
+    """The index of every sweepctl trial run in these MLflow experiments: one request for
+    the experiment ids, then one paged search (1,000 runs a page), plus one for parents."""
+    ids = store.experiment_ids(mlflow_experiments) if mlflow_experiments else {}
+    if not ids:
+        return RunIndex(store.tracking_uri)
+    runs = list(store.search(ids.values(), role_filter("trial")))
+    parents: Sequence[RunRecord] = (list(store.search(ids.values(), role_filter("sweep")))
+                                    if with_parents else ())
+    return RunIndex.from_runs(store.tracking_uri, runs, parents, ids)

@@ -1,0 +1,76 @@
+"""The plan of an experiment as data: its trials, GPU-hours vs budget, the diff against a
+git revision, and which trials a FINISHED MLflow run already covers.
+
+Built by ``usecases.plan``; rendered by ``renderers.plan`` (text, the PR comment, JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sweepctl.sweep.trial import Trial
+
+Change = Literal["new", "unchanged"]
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    trial: Trial
+    change: Change | None = None      # vs --base; None when no base was given
+    reused_run: str | None = None     # id of the FINISHED MLflow run this trial reuses
+
+
+@dataclass(frozen=True)
+class Plan:
+    experiment: str
+    path: str
+    strategy: str
+    image: str
+    trials: tuple[PlannedTrial, ...]
+    baseline: Mapping[str, Any]
+    max_trials: int
+    gpu_hours_budget: float
+    hours_per_trial: float
+    base_ref: str | None = None
+    base_note: str | None = None      # why the REF side is empty (did not exist, unreadable)
+    removed: tuple[Trial, ...] = ()
+    tracking_uri: str | None = None
+    reuse_note: str | None = None     # why reuse is unknown (MLflow unreachable)
+    dropped: int = 0                  # points equal to the baseline or an earlier trial
+
+    @property
+    def gpu_hours(self) -> float:
+        return len(self.trials) * self.hours_per_trial
+
+    @property
+    def reused(self) -> int:
+        return sum(1 for t in self.trials if t.reused_run)
+
+    @property
+    def gpu_hours_to_run(self) -> float:
+        return (len(self.trials) - self.reused) * self.hours_per_trial
+
+    @property
+    def over_max_trials(self) -> bool:
+        return len(self.trials) > self.max_trials
+
+    @property
+    def over_gpu_hours(self) -> bool:
+        return self.gpu_hours > self.gpu_hours_budget + 1e-9
+
+    @property
+    def ok(self) -> bool:
+        return not (self.over_max_trials or self.over_gpu_hours)
+
+    @property
+    def changed_keys(self) -> list[str]:
+        """Every key some trial changes, in first-seen order: the table's columns."""
+        keys: dict[str, None] = {}
+        for planned in self.trials:
+            keys.update((k, None) for k in planned.trial.params)
+        return list(keys)
+
+    def count(self, change: Change) -> int:
+        return sum(1 for t in self.trials if t.change == change)

@@ -1,0 +1,150 @@
+"""`sweepctl report [EXP...]`: results into each PR's sticky comment and, with notes, into
+notes.md's generated block (plus the sensitivity plots).
+
+Every experiment of the command shares one workspace, one run index and one GitHub
+client. Per experiment, everything is read and built first; only then is anything
+written or posted, so an unreachable MLflow or malformed notes.md markers leave both the
+file and the PR as they were. An experiment whose results did not change since its last
+report writes nothing: notes.md is compared byte for byte before any write, and the
+comment is edited only when its body differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sweepctl.errors import GitHubError, SweepctlError
+from sweepctl.results.compare import DEFAULT_TOLERANCE, Comparison
+from sweepctl.usecases.compare import compare
+from sweepctl.workspace import ResolvedExperiment, Workspace
+
+if TYPE_CHECKING:
+    from sweepctl.clients.github_api import GitHub
+
+
+class NoPullRequest(GitHubError):
+    """The experiment reached main without a PR (or before sweepctl knew of it)."""
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    pr: int | None = None            # --pr; else found from git
+    notes: bool = False              # write notes.md's block and the plots
+    tolerance: float = DEFAULT_TOLERANCE
+    notes_url: Callable[[ResolvedExperiment], str | None] = lambda resolved: None
+
+
+@dataclass
+class ExperimentReport:
+    experiment: str
+    body: str = ""
+    state: str = ""
+    notes: str | None = None         # updated | unchanged, when notes were written
+    notes_path: str = ""
+    plots: int = 0
+    comment: str | None = None       # "<repo>#<n>: comment created (url)"
+    skipped: str | None = None       # why no comment was posted
+    error: str | None = None         # this experiment failed; the others went on
+
+
+@dataclass
+class ReportSummary:
+    reports: list[ExperimentReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.error for r in self.reports)
+
+
+def _find_pr(resolved: ResolvedExperiment, comparison: Comparison, github: GitHub) -> int:
+    """The runs' sweepctl.pr tag, else the PR of the commit that added the experiment."""
+    from sweepctl.clients.gitrepo import commit_adding
+
+    if comparison.pull_requests:
+        return int(comparison.pull_requests[0])
+    sha = commit_adding(resolved.path / "experiment.yaml")
+    if sha is None:
+        raise NoPullRequest(f"{resolved.path}/experiment.yaml is not committed yet, so its "
+                            "pull request cannot be found; pass --pr N")
+    number = github.pull_request_for_commit(sha)
+    if number is None:
+        raise NoPullRequest(f"no pull request contains commit {sha[:12]} that added "
+                            f"{resolved.name}; pass --pr N")
+    return number
+
+
+def _write_notes(resolved: ResolvedExperiment, comparison: Comparison,
+                 entry: ExperimentReport) -> None:
+    from sweepctl.clients import notes_file
+    from sweepctl.renderers import markdown
+    from sweepctl.results import sensitivity
+
+    table = sensitivity.sensitivity(comparison)
+    plots = sensitivity.write_plots(comparison, table, resolved.path / "plots")
+    block = markdown.notes_block(comparison, table, plots, resolved.path)
+    changed = notes_file.write_block(resolved.experiment.notes_path, block)
+    entry.notes = "updated" if changed else "unchanged"
+    entry.notes_path = str(resolved.experiment.notes_path)
+    entry.plots = len(plots)
+
+
+def _post(resolved: ResolvedExperiment, comparison: Comparison, request: ReportRequest,
+          github: GitHub, entry: ExperimentReport) -> None:
+    from sweepctl.renderers import markdown
+
+    try:
+        number = request.pr or _find_pr(resolved, comparison, github)
+    except NoPullRequest as exc:
+        if not request.notes:
+            raise
+        # the scheduled report covers every experiment, some merged without a PR: their
+        # notes.md is the report, so that is not a failure (a GitHub error still is)
+        entry.skipped = str(exc)
+        return
+    result = github.comment(number, markdown.comment_marker(resolved.name)).upsert(entry.body)
+    entry.comment = (f"{github.target.repository}#{number}: comment {result.action}"
+                     f"{f' ({result.url})' if result.url else ''}")
+
+
+def report_one(workspace: Workspace, resolved: ResolvedExperiment, request: ReportRequest,
+               github: GitHub | None) -> ExperimentReport:
+    from sweepctl.clients import notes_file
+    from sweepctl.renderers import markdown
+
+    entry = ExperimentReport(resolved.name)
+    if request.notes:
+        notes_file.check_markers(resolved.experiment.notes_path)  # fail before other work
+    comparison = compare(workspace, resolved, tolerance=request.tolerance)
+    entry.body = markdown.comment_body(comparison, request.notes_url(resolved))
+    entry.state = markdown.state(comparison)
+    if request.notes:
+        _write_notes(resolved, comparison, entry)
+    if github is not None:
+        _post(resolved, comparison, request, github, entry)
+    return entry
+
+
+def report(workspace: Workspace, folders: Sequence[Path], request: ReportRequest,
+           github: GitHub | None) -> ReportSummary:
+    """Report every experiment; one that fails is recorded and the others go on (with a
+    single experiment, its error is raised as it is)."""
+    summary = ReportSummary()
+    resolved: list[ResolvedExperiment] = []
+    for folder in folders:
+        try:
+            resolved.append(workspace.resolve(workspace.load(folder)))
+        except SweepctlError as exc:
+            if len(folders) == 1:
+                raise
+            summary.reports.append(ExperimentReport(folder.name, error=str(exc)))
+    for item in resolved:
+        try:
+            summary.reports.append(report_one(workspace, item, request, github))
+        except SweepctlError as exc:
+            if len(folders) == 1:
+                raise
+            summary.reports.append(ExperimentReport(item.name, error=str(exc)))
+    return summary
