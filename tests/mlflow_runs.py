@@ -4,6 +4,7 @@ transformers callback's metrics with `loss` per step)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -37,6 +38,10 @@ def make_experiment(root: Path, sweep: str | None = None, source: str = "lora-ra
     mlflow_name = f"test-{uuid.uuid4().hex[:10]}"
     text = (folder / "experiment.yaml").read_text()
     text = text.replace("experiment: llama-finetuning", f"experiment: {mlflow_name}")
+    # a dataset hash of its own: the trial ids are this test's alone, so a FINISHED run
+    # another test logged to the shared server is never reused here (reuse crosses MLflow
+    # experiments by design)
+    text = re.sub(r"sha256: [0-9a-f]{64}", f"sha256: {uuid.uuid4().hex * 2}", text)
     if max_trials is not None:
         text = text.replace("max_trials: 10", f"max_trials: {max_trials}")
     (folder / "experiment.yaml").write_text(text)

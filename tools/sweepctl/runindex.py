@@ -2,8 +2,8 @@
 
 A command that acts on 1,000 experiments must not ask MLflow 1,000 times: the index scans
 sweepctl's trial runs (tag ``sweepctl.role = trial``) once across every MLflow experiment
-the command's experiments log to, plus one scan of the sweeps' parent runs, and every
-use case (launch, status, compare, report) reads from it.
+of the tracking store, plus one scan of the sweeps' parent runs, and every use case
+(launch, status, compare, report) reads from it.
 
 One merge rule, here and nowhere else: per trial id, the newest FINISHED run wins, else
 the newest run; the attempts are counted over all its runs. Reuse crosses MLflow
@@ -69,30 +69,33 @@ class RunIndex:
 
     tracking_uri: str
     trials: dict[str, TrialRuns] = field(default_factory=dict)
-    by_experiment: dict[str, list[RunRecord]] = field(default_factory=dict)
-    parents: dict[str, str] = field(default_factory=dict)    # experiment -> parent run id
+    # (MLflow experiment id, sweepctl experiment) -> its trial runs: two repositories may
+    # share a server and an experiment name, never an MLflow experiment
+    by_experiment: dict[tuple[str, str], list[RunRecord]] = field(default_factory=dict)
+    parents: dict[tuple[str, str], str] = field(default_factory=dict)  # same key -> parent run
     experiment_ids: dict[str, str] = field(default_factory=dict)  # MLflow name -> id
+    with_parents: bool = False
 
     @classmethod
     def from_runs(cls, tracking_uri: str, runs: Iterable[RunRecord],
                   parents: Iterable[RunRecord] = (),
                   experiment_ids: Mapping[str, str] | None = None) -> RunIndex:
         grouped: dict[str, list[RunRecord]] = {}
-        by_experiment: dict[str, list[RunRecord]] = {}
+        by_experiment: dict[tuple[str, str], list[RunRecord]] = {}
         for run in runs:
             if run.trial_id:
                 grouped.setdefault(run.trial_id, []).append(run)
             name = run.tags.get(TAG_EXPERIMENT)
             if name:
-                by_experiment.setdefault(name, []).append(run)
+                by_experiment.setdefault((run.experiment_id or "", name), []).append(run)
         index = cls(tracking_uri, experiment_ids=dict(experiment_ids or {}))
         index.trials = {tid: TrialRuns(tid, tuple(_newest_first(rs)))
                         for tid, rs in grouped.items()}
         index.by_experiment = {name: _newest_first(rs) for name, rs in by_experiment.items()}
         for run in _newest_first(parents):
-            name = run.tags.get(TAG_EXPERIMENT)
-            if name and name not in index.parents:
-                index.parents[name] = run.run_id
+            key = (run.experiment_id or "", run.tags.get(TAG_EXPERIMENT, ""))
+            if key[1] and key not in index.parents:
+                index.parents[key] = run.run_id
         return index
 
     def get(self, trial_id: str) -> TrialRuns | None:
@@ -120,28 +123,41 @@ class RunIndex:
         return frozenset(t for t in trial_ids
                          if (run := self.latest(t)) is not None and run.status == "FAILED")
 
-    def runs_of(self, experiment: str) -> list[RunRecord]:
-        """Every trial run tagged with this sweepctl experiment, newest first."""
-        return list(self.by_experiment.get(experiment, ()))
+    def key(self, mlflow_experiment: str, experiment: str) -> tuple[str, str]:
+        return (self.experiment_ids.get(mlflow_experiment, ""), experiment)
 
-    def runs_for(self, experiment: str, trial_ids: Collection[str]) -> list[RunRecord]:
+    def parent(self, mlflow_experiment: str, experiment: str) -> str | None:
+        return self.parents.get(self.key(mlflow_experiment, experiment))
+
+    def runs_of(self, mlflow_experiment: str, experiment: str) -> list[RunRecord]:
+        """Every trial run of this sweepctl experiment in its MLflow experiment, newest
+        first."""
+        return list(self.by_experiment.get(self.key(mlflow_experiment, experiment), ()))
+
+    def runs_for(self, mlflow_experiment: str, experiment: str,
+                 trial_ids: Collection[str]) -> list[RunRecord]:
         """What compare and report join: the experiment's own runs, plus the FINISHED run
         of each of its trials that only another experiment ran (reuse)."""
-        runs = self.runs_of(experiment)
+        runs = self.runs_of(mlflow_experiment, experiment)
         have = {r.trial_id for r in runs}
         reused = [run for tid in trial_ids if tid not in have
                   and (run := self.finished(tid)) is not None]
         return [*runs, *reused]
 
 
-def scan(store: MlflowStore, mlflow_experiments: Collection[str], *,
-         with_parents: bool = False) -> RunIndex:
-    """The index of every sweepctl trial run in these MLflow experiments: one request for
-    the experiment ids, then one paged search (1,000 runs a page), plus one for parents."""
-    ids = store.experiment_ids(mlflow_experiments) if mlflow_experiments else {}
+def scan(store: MlflowStore, *, with_parents: bool = False) -> RunIndex:
+    """The index of every sweepctl trial run in the store: one request for the experiment
+    ids (per 1,000 experiments), then one paged search (1,000 runs a page), plus one for
+    the sweeps' parent runs. Every MLflow experiment is read, not only those the command's
+    experiments log to: reuse by trial id must find a FINISHED run wherever it is (a new
+    experiment gets its own MLflow experiment, and ``launch --changed-since`` names only
+    it)."""
+    ids = store.experiment_ids()
     if not ids:
-        return RunIndex(store.tracking_uri)
+        return RunIndex(store.tracking_uri, with_parents=with_parents)
     runs = list(store.search(ids.values(), role_filter("trial")))
     parents: Sequence[RunRecord] = (list(store.search(ids.values(), role_filter("sweep")))
                                     if with_parents else ())
-    return RunIndex.from_runs(store.tracking_uri, runs, parents, ids)
+    index = RunIndex.from_runs(store.tracking_uri, runs, parents, ids)
+    index.with_parents = with_parents
+    return index

@@ -92,7 +92,7 @@ class Workspace:
     cwd: Path = field(default_factory=Path.cwd)
     _defaults: dict[Path, tuple[dict[str, Any], Findings]] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
-    _indexes: dict[str, tuple[frozenset[str], RunIndex]] = field(default_factory=dict)
+    _indexes: dict[str, RunIndex] = field(default_factory=dict)
     resolved: list[ResolvedExperiment] = field(default_factory=list)
 
     # -- finding and loading experiments -------------------------------------------------
@@ -204,15 +204,11 @@ class Workspace:
         return sum(store.requests for store in self._stores.values())
 
     def run_index(self, uri: str, *, with_parents: bool = False) -> RunIndex:
-        """The index of the store at ``uri``, over the MLflow experiments of every
-        experiment this workspace resolved with that URI: resolve them all first."""
-        names = frozenset(r.experiment.mlflow_experiment for r in self.resolved
-                          if r.tracking_uri == uri)
+        """The one index of the store at ``uri`` for this command (scanned on first use)."""
         cached = self._indexes.get(uri)
-        if cached is None or not names <= cached[0]:
-            index = scan(self.store(uri), sorted(names), with_parents=with_parents)
-            self._indexes[uri] = (names, index)
-        return self._indexes[uri][1]
+        if cached is None or (with_parents and not cached.with_parents):
+            cached = self._indexes[uri] = scan(self.store(uri), with_parents=with_parents)
+        return cached
 
     def index_for(self, resolved: ResolvedExperiment) -> RunIndex:
         return self.run_index(resolved.require_tracking_uri())

@@ -125,25 +125,27 @@ class MlflowStore:
         except Exception as exc:
             raise _wrap(action, self.tracking_uri, exc) from exc
 
-    def experiment_ids(self, names: Collection[str]) -> dict[str, str]:
-        """name -> id for those of ``names`` that exist (one request per 1,000 experiments)."""
-        wanted = set(names)
-        if len(wanted) == 1:  # one experiment: ask for it by name
+    def experiment_ids(self, names: Collection[str] | None = None) -> dict[str, str]:
+        """name -> id of every experiment (``names``: only those; one by name is one
+        request, the others one request per 1,000 experiments)."""
+        wanted = None if names is None else set(names)
+        if wanted is not None and len(wanted) <= 1:
+            if not wanted:
+                return {}
             name = next(iter(wanted))
             found = self._call("read experiments", "get_experiment_by_name", name)
             return {} if found is None else {name: str(found.experiment_id)}
         ids: dict[str, str] = {}
         token: str | None = None
-        while wanted:
-            page = self._call("list experiments", "search_experiments",
+        while True:
+            page = self._call("read experiments", "search_experiments",
                               max_results=PAGE_SIZE, page_token=token)
             for experiment in page:
-                if experiment.name in wanted:
+                if wanted is None or experiment.name in wanted:
                     ids[experiment.name] = str(experiment.experiment_id)
             token = page.token
             if not token:
-                break
-        return ids
+                return ids
 
     def ensure_experiment(self, name: str, artifact_location: str | None = None) -> str:
         """The MLflow experiment's id, creating it when missing."""

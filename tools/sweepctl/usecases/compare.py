@@ -29,6 +29,7 @@ def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str |
     """The comparison of one experiment (raises MlflowError when MLflow is unreachable)."""
     uri = resolved.require_tracking_uri()
     index = workspace.run_index(uri)
-    runs = index.runs_for(resolved.name, resolved.trial_ids)
+    runs = index.runs_for(resolved.experiment.mlflow_experiment, resolved.name,
+                          resolved.trial_ids)
     return build_comparison(resolved.name, resolved.trials, runs,
                             objective_for(resolved, metric, goal), tolerance, uri)

@@ -201,12 +201,13 @@ def _parent_run(workspace: Workspace, resolved: ResolvedExperiment, index: RunIn
                 options: LaunchOptions) -> str | None:
     """The sweep's parent run: found in the index, created when missing (never in a dry
     run, which changes nothing anywhere, MLflow included)."""
-    if resolved.name in index.parents:
-        return index.parents[resolved.name]
+    experiment = resolved.experiment
+    found = index.parent(experiment.mlflow_experiment, resolved.name)
+    if found is not None:
+        return found
     if options.dry_run:
         return None
     store = workspace.store(resolved.require_tracking_uri())
-    experiment = resolved.experiment
     experiment_id = index.experiment_ids.get(experiment.mlflow_experiment) or (
         store.ensure_experiment(experiment.mlflow_experiment,
                                 local_artifact_root(store.tracking_uri, resolved.root)))
@@ -218,7 +219,7 @@ def _parent_run(workspace: Workspace, resolved: ResolvedExperiment, index: RunIn
     if options.pr:
         tags[mlflow_store.TAG_PR] = options.pr
     run_id = store.create_parent_run(experiment_id, experiment.name, tags)
-    index.parents[resolved.name] = run_id
+    index.parents[index.key(experiment.mlflow_experiment, resolved.name)] = run_id
     return str(run_id)
 
 
