@@ -133,6 +133,10 @@ def _typical(doc: Document, where: Key, key: str, value: Any, config: Mapping[st
     """Warn when ``value`` for ``key`` lies outside the seed's typical range."""
     if not _is_number(value) or key not in TYPICAL_RANGES or not math.isfinite(value):
         return  # NaN/infinity: non-finite-number already says so
+    from sweepctl.spec.schemas import value_problems
+
+    if value_problems("baseline", key, value):
+        return  # not allowed at all: the schema's finding (or sweep-value-invalid) says so
     low, high = TYPICAL_RANGES[key]
     if key == "val_size" and value >= 1:
         return  # a row count, not a fraction
