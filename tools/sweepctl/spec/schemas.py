@@ -72,6 +72,9 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# an enum is a handful of words, so a looser match than for keys still only finds typos:
+# `gird`/`grid` is 0.75, while `exploration`/`iteration` (0.7) is no typo
+_ENUM_CUTOFF = 0.75
 _BOUNDS = {"minimum": "is less than the minimum of", "maximum": "is more than the maximum of",
            "exclusiveMinimum": "must be greater than", "exclusiveMaximum": "must be less than"}
 
@@ -91,7 +94,7 @@ def _message(error: Any, where: str | None = None) -> str:
         choices = [str(c) for c in error.validator_value]
         message = f"{where}: {_short(error.instance)} is not one of: {', '.join(choices)}"
         close = difflib.get_close_matches(str(error.instance), choices, n=1,
-                                          cutoff=SUGGEST_CUTOFF)
+                                          cutoff=_ENUM_CUTOFF)
         return f"{message}; did you mean {close[0]!r}?" if close else message
     if validator in _BOUNDS:
         return f"{where}: {_short(error.instance)} {_BOUNDS[validator]} {error.validator_value}"
