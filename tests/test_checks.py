@@ -93,7 +93,8 @@ def test_sweep_values_meet_the_baseline_schema(tmp_path: Path, sweep: str,
                    {e.split(": ")[0] for e in expected})
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.one_of(st.floats(max_value=0, allow_nan=False, allow_infinity=False),
                        st.floats(min_value=1, allow_nan=False, allow_infinity=False,
                                  exclude_min=True, max_value=1e300)))
@@ -106,7 +107,8 @@ def test_any_learning_rate_outside_the_schema_is_flagged(tmp_path: Path, value: 
     assert len(flagged) == 1 and flagged[0].startswith("sweep.yaml:3:19: error: learning_rate: ")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.floats(min_value=0, max_value=1, exclude_max=True))
 def test_any_dropout_inside_the_schema_is_not_flagged(tmp_path: Path, value: float) -> None:
     shutil.rmtree(tmp_path / "demo-sweep", ignore_errors=True)
