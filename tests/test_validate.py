@@ -135,3 +135,15 @@ def test_cli_without_experiments_folder_is_a_usage_error(
     assert capsys.readouterr().err.startswith("sweepctl: error: no experiments/ folder in ")
     (tmp_path / "experiments").mkdir()  # a fresh repo with no experiment yet is fine
     assert main(["validate"]) == 0
+
+
+def test_ignored_warnings_are_hidden_for_that_experiment_only(tmp_path: Path) -> None:
+    quiet, loud = tmp_path / "quiet", tmp_path / "loud"
+    shutil.copytree(EXAMPLES / "valid" / "warnings-ignored", quiet)
+    shutil.copytree(EXAMPLES / "invalid" / "typical-many", loud)
+    # the two folders hold the same experiment name: look at the warnings only
+    result = validate_paths([quiet, loud])
+    warned = {Path(f.path).relative_to(tmp_path).parts[0] for f in result.findings.warnings}
+    assert warned == {"loud"}
+    assert len(result.findings.warnings) == len(validate_paths([loud]).findings.warnings) > 0
+    assert [e.name for e in result.experiments] == ["demo-sweep", "demo-sweep"]

@@ -292,6 +292,23 @@ def _check_finite(doc: Document, findings: Findings) -> bool:
     return ok
 
 
+# --------------------------------------------------------------------------- warnings.ignore
+
+def ignored_warnings(experiment: Any) -> frozenset[str]:
+    """The warning rules an experiment acknowledges (``warnings.ignore`` in experiment.yaml):
+    validate does not print them for its folder; the plan lists them. ``experiment`` is an
+    ``Experiment`` or experiment.yaml's data. Only names the schema allows count (warning
+    rules; an error rule there is a schema error, so it never hides anything)."""
+    from sweepctl.spec.schemas import load_schema
+
+    data = experiment.docs["experiment"].data if hasattr(experiment, "docs") else experiment
+    listed = _get(data, "warnings", "ignore")
+    if not isinstance(listed, list):
+        return frozenset()
+    allowed = load_schema("experiment")["properties"]["warnings"]["properties"]["ignore"]
+    return frozenset(rule for rule in listed if rule in allowed["items"]["enum"])
+
+
 # --------------------------------------------------------------------------- entry points
 
 def _sweep_checker() -> Callable[[Path, Mapping[str, Document], Findings], None] | None:

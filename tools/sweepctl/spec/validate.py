@@ -63,7 +63,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def validate_paths(paths: Sequence[Path]) -> ValidationResult:
-    from sweepctl.spec.rules import check_unique_names
+    from sweepctl.spec.rules import check_unique_names, ignored_warnings
 
     result = ValidationResult()
     folders, defaults = discover(paths)
@@ -74,11 +74,15 @@ def validate_paths(paths: Sequence[Path]) -> ValidationResult:
     experiment_docs = []
     for folder in folders:
         result.checked_folders += 1
-        docs = read_folder(folder, result.findings)
+        found = Findings()
+        docs = read_folder(folder, found)
         if "experiment" in docs:
             experiment_docs.append(docs["experiment"])
-        experiment = check_documents(folder, docs, result.findings)
+        experiment = check_documents(folder, docs, found)
         if experiment is not None:
             result.experiments.append(experiment)
+        ignored = ignored_warnings(docs["experiment"].data) if "experiment" in docs else set()
+        result.findings.extend(f for f in found
+                               if not (f.severity == "warning" and f.rule in ignored))
     check_unique_names(experiment_docs, result.findings)
     return result
