@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sweepctl.findings import Finding, Findings
-from sweepctl.spec.model import FILE_KINDS
 from sweepctl.spec.folder import load_experiment
+from sweepctl.spec.model import FILE_KINDS
 from sweepctl.spec.rules import check_rules, ignored_warnings
 from sweepctl.spec.schemas import check_schema
 from sweepctl.spec.validate import validate_paths

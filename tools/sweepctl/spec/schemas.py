@@ -79,6 +79,12 @@ _BOUNDS = {"minimum": "is less than the minimum of", "maximum": "is more than th
            "exclusiveMinimum": "must be greater than", "exclusiveMaximum": "must be less than"}
 
 
+def _enum_message(where: str, value: Any, choices: list[str]) -> str:
+    message = f"{where}: {_short(value)} is not one of: {', '.join(choices)}"
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=_ENUM_CUTOFF)
+    return f"{message}; did you mean {close[0]!r}?" if close else message
+
+
 def _message(error: Any, where: str | None = None) -> str:
     validator = error.validator
     if where is None:
@@ -91,11 +97,7 @@ def _message(error: Any, where: str | None = None) -> str:
     if validator == "type":
         return f"{where}: expected {error.validator_value}, got {_short(error.instance)}"
     if validator == "enum":
-        choices = [str(c) for c in error.validator_value]
-        message = f"{where}: {_short(error.instance)} is not one of: {', '.join(choices)}"
-        close = difflib.get_close_matches(str(error.instance), choices, n=1,
-                                          cutoff=_ENUM_CUTOFF)
-        return f"{message}; did you mean {close[0]!r}?" if close else message
+        return _enum_message(where, error.instance, [str(c) for c in error.validator_value])
     if validator in _BOUNDS:
         return f"{where}: {_short(error.instance)} {_BOUNDS[validator]} {error.validator_value}"
     if validator == "pattern":
