@@ -365,3 +365,17 @@ def test_syntax_errors_say_what_is_likely_wrong(text: str, line: int, col: int,
     err = error_of(text)
     assert (err.line, err.col, err.rule) == (line, col, "yaml-syntax")
     assert str(err.args[0]).startswith(words)
+
+
+@given(before=st.integers(min_value=0, max_value=5), items=st.lists(
+    st.integers(min_value=-99, max_value=99), min_size=1, max_size=4),
+    after=st.integers(min_value=0, max_value=5))
+def test_an_unclosed_list_is_reported_where_it_opens(before: int, items: list[int],
+                                                     after: int) -> None:
+    # wherever the list sits and whatever follows it, the finding is at its '['
+    lines = [f"k{i}: {i}" for i in range(before)]
+    lines.append("values: [" + ", ".join(map(str, items)))
+    lines += [f"z{i}: {i}" for i in range(after)]
+    err = error_of("\n".join(lines) + "\n")
+    assert (err.line, err.col, err.rule) == (before + 1, len("values: ") + 1, "yaml-syntax")
+    assert str(err.args[0]).startswith("a '[' list opened here is not closed")

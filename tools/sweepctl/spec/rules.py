@@ -18,7 +18,7 @@ from typing import Any
 
 from sweepctl.findings import Findings
 from sweepctl.spec import known_keys
-from sweepctl.spec.model import CHECKLIST_ITEMS, OWNED_KEYS
+from sweepctl.spec.model import CHECKLIST_ITEMS, OWNED_KEYS, Experiment
 from sweepctl.spec.yamlload import Document, Key
 
 # The seed's "typical values" table: outside them is legal but usually a mistake.
@@ -294,14 +294,14 @@ def _check_finite(doc: Document, findings: Findings) -> bool:
 
 # --------------------------------------------------------------------------- warnings.ignore
 
-def ignored_warnings(experiment: Any) -> frozenset[str]:
+def ignored_warnings(experiment: Experiment | Mapping[str, Any]) -> frozenset[str]:
     """The warning rules an experiment acknowledges (``warnings.ignore`` in experiment.yaml):
     validate does not print them for its folder; the plan lists them. ``experiment`` is an
     ``Experiment`` or experiment.yaml's data. Only names the schema allows count (warning
     rules; an error rule there is a schema error, so it never hides anything)."""
     from sweepctl.spec.schemas import load_schema
 
-    data = experiment.docs["experiment"].data if hasattr(experiment, "docs") else experiment
+    data = experiment.docs["experiment"].data if isinstance(experiment, Experiment) else experiment
     listed = _get(data, "warnings", "ignore")
     if not isinstance(listed, list):
         return frozenset()
