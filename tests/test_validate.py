@@ -146,4 +146,7 @@ def test_ignored_warnings_are_hidden_for_that_experiment_only(tmp_path: Path) ->
     warned = {Path(f.path).relative_to(tmp_path).parts[0] for f in result.findings.warnings}
     assert warned == {"loud"}
     assert len(result.findings.warnings) == len(validate_paths([loud]).findings.warnings) > 0
+    # the hidden ones are still counted, so the output can say they were acknowledged
+    assert {f.rule for f in result.ignored} == {"typical-range"}
+    assert len(result.ignored) == len(result.findings.warnings)
     assert [e.name for e in result.experiments] == ["demo-sweep", "demo-sweep"]

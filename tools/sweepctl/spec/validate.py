@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweepctl.findings import Findings
+from sweepctl.findings import Finding, Findings
 from sweepctl.spec.folder import FILE_NAMES, check_documents, read_document, read_folder
 from sweepctl.spec.model import Experiment
 from sweepctl.spec.schemas import check_schema
@@ -20,6 +20,9 @@ class ValidationResult:
     findings: Findings = field(default_factory=Findings)
     experiments: list[Experiment] = field(default_factory=list)
     checked_folders: int = 0
+    # warnings an experiment acknowledged (warnings.ignore): not in ``findings``, counted so
+    # the output can say they exist
+    ignored: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -82,7 +85,10 @@ def validate_paths(paths: Sequence[Path]) -> ValidationResult:
         if experiment is not None:
             result.experiments.append(experiment)
         ignored = ignored_warnings(docs["experiment"].data) if "experiment" in docs else set()
-        result.findings.extend(f for f in found
-                               if not (f.severity == "warning" and f.rule in ignored))
+        for finding in found:
+            if finding.severity == "warning" and finding.rule in ignored:
+                result.ignored.append(finding)
+            else:
+                result.findings.extend([finding])
     check_unique_names(experiment_docs, result.findings)
     return result
