@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sweepctl.findings import Finding, Findings
+from sweepctl.spec.folder import load_experiment
 from sweepctl.spec.model import FILE_KINDS
-from sweepctl.spec.rules import check_rules
+from sweepctl.spec.rules import check_rules, ignored_warnings
 from sweepctl.spec.schemas import check_schema
 from sweepctl.spec.validate import validate_paths
 from sweepctl.spec.yamlload import Document
@@ -214,3 +215,13 @@ def test_non_finite_numbers_are_errors_where_they_are_written(exp: Path) -> None
     assert [(Path(f.path).name, f.line, f.severity, f.rule) for f in findings(exp)] == [
         ("experiment.yaml", 10, "error", "non-finite-number"),
         ("sweep.yaml", 5, "error", "non-finite-number")]
+
+
+def test_ignored_warnings_come_from_experiment_yaml() -> None:
+    case = Path(__file__).resolve().parent / "examples" / "valid" / "warnings-ignored"
+    experiment = load_experiment(case / "demo-sweep")
+    assert ignored_warnings(experiment) == {"typical-range"}
+    assert ignored_warnings(experiment.docs["experiment"].data) == {"typical-range"}
+    assert ignored_warnings({"name": "x"}) == frozenset()
+    # a name the schema refuses (an error rule) never hides anything
+    assert ignored_warnings({"warnings": {"ignore": ["sweep-value-invalid"]}}) == frozenset()

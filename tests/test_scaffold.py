@@ -140,3 +140,20 @@ def test_existing_folder_is_refused_and_untouched(tmp_path: Path,
 
 def test_render_is_deterministic() -> None:
     assert render_files("x", "o") == render_files("x", "o")
+
+
+def test_mlflow_tick_means_the_name_is_chosen_not_that_it_exists(tmp_path: Path) -> None:
+    # only launch creates the MLflow experiment, so "tick once it exists" could never be
+    # done before the first launch; the tick means "I chose mlflow.experiment"
+    folder = scaffold(tmp_path, "ticked")
+    checklist = folder / "checklist.yaml"
+    line = next(t for t in checklist.read_text().splitlines()
+                if t.startswith("mlflow_experiment_created:"))
+    assert line.split("#", 1)[1].strip() == "tick once you chose mlflow.experiment; launch " \
+        "creates it"
+    # ticking it with no MLflow anywhere (no tracking server, no ./mlruns) is simply true
+    checklist.write_text(checklist.read_text().replace("mlflow_experiment_created: false",
+                                                       "mlflow_experiment_created: true"))
+    rules = {f.rule for f in validate_paths([folder]).findings}
+    assert "checklist-mlflow-experiment-created" not in rules
+    assert not (tmp_path / "mlruns").exists()

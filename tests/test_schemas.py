@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from sweepctl.findings import Findings
 from sweepctl.runtime import runtime_from_data
 from sweepctl.spec.model import CHECKLIST_ITEMS, experiment_from_data
-from sweepctl.spec.schemas import SCHEMA_KINDS, load_schema
-from sweepctl.spec.yamlload import load_document
+from sweepctl.spec.schemas import SCHEMA_KINDS, check_schema, load_schema, value_problems
+from sweepctl.spec.yamlload import load_document, parse_document
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO_ROOT / "schemas"
@@ -175,3 +176,36 @@ def test_sweep_errors_point_at_the_offending_part(sweep: dict[str, Any],
     errors = list(Draft202012Validator(_schema("sweep")).iter_errors(sweep))
     assert errors and all(list(e.absolute_path) == path for e in errors), \
         [(e.message, list(e.absolute_path)) for e in errors]
+
+
+@pytest.mark.parametrize(("kind", "text", "message"), [
+    ("experiment", "budget:\n  max_failed_trial: 2\n",
+     "unknown key 'max_failed_trial' in budget; did you mean 'max_failed_trials'?"),
+    ("checklist", "seed_sett: true\n", "unknown key 'seed_sett' in checklist; did you mean "
+     "'seed_set'?"),
+    ("sweep", "strategy: grid\nparameters: {lora_rank: [8]}\nreplicate: 2\n",
+     "unknown key 'replicate' in sweep; did you mean 'replicates'?"),
+    ("defaults", "mlfow: {}\n", "unknown key 'mlfow' in defaults; did you mean 'mlflow'?"),
+    # no near miss, no guess
+    ("checklist", "peer_reviewed: true\n", "unknown key 'peer_reviewed' in checklist"),
+])
+def test_unknown_keys_suggest_the_near_miss_in_every_schema(
+        tmp_path: Path, kind: str, text: str, message: str) -> None:
+    findings = Findings()
+    check_schema(parse_document(text.encode(), tmp_path / "f.yaml"), kind, findings)
+    unknown = [f.message for f in findings if f.rule == "schema-unknown-key"]
+    assert unknown == [message]
+
+
+@pytest.mark.parametrize(("key", "value", "problems"), [
+    ("learning_rate", -1, ["learning_rate: -1 must be greater than 0"]),
+    ("lora_dropout", 1.5, ["lora_dropout: 1.5 must be less than 1"]),
+    ("lora_rank", 0, ["lora_rank: 0 is less than the minimum of 1"]),
+    ("per_device_train_batch_size", 2.5,
+     ["per_device_train_batch_size: expected integer, got 2.5"]),
+    ("learning_rate", 2.0e-4, []),
+    ("my_custom_key", -1, []),  # not described by the schema: nothing to check against
+])
+def test_value_problems_use_the_baseline_subschema(key: str, value: Any,
+                                                   problems: list[str]) -> None:
+    assert value_problems("baseline", key, value) == problems

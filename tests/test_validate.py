@@ -1,8 +1,9 @@
 """The example corpus and the real `sweepctl validate` command.
 
 tests/examples/invalid/<case>/ holds one experiment folder (sometimes a defaults.yaml)
-and expected.txt: every finding a user must see, as `file:line:severity:rule`, file
-relative to the case folder. tests/examples/valid/<case>/ must produce no finding.
+and expected.txt: every finding a user must see, as `file:line:severity:rule` or, where
+the wording is the point, as the exact line printed (`file:line:col: severity: message
+[rule]`), file relative to the case folder. tests/examples/valid/<case>/ must produce no finding.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ INVALID = sorted(p for p in (EXAMPLES / "invalid").iterdir() if p.is_dir())
 VALID = sorted(p for p in (EXAMPLES / "valid").iterdir() if p.is_dir())
 
 
-def _seen(case: Path) -> set[str]:
-    result = validate_paths([case])
-    return {f"{Path(f.path).relative_to(case).as_posix()}:{f.line}:{f.severity}:{f.rule}"
-            for f in result.findings}
+def _seen(case: Path, full: frozenset[str] = frozenset()) -> set[str]:
+    """Findings as `file:line:severity:rule`, or as the whole line a user reads
+    (`file:line:col: severity: message [rule]`) where expected.txt spells that out."""
+    seen = set()
+    for f in validate_paths([case]).findings:
+        name = Path(f.path).relative_to(case).as_posix()
+        whole = f"{name}:{f.line}:{f.col}: {f.severity}: {f.message} [{f.rule}]"
+        seen.add(whole if whole in full else f"{name}:{f.line}:{f.severity}:{f.rule}")
+    return seen
 
 
 def _expected(case: Path) -> set[str]:
@@ -41,7 +47,8 @@ def test_corpus_is_large_enough() -> None:
 
 @pytest.mark.parametrize("case", INVALID, ids=[p.name for p in INVALID])
 def test_invalid_example(case: Path) -> None:
-    assert _seen(case) == _expected(case)
+    expected = _expected(case)
+    assert _seen(case, frozenset(expected)) == expected
 
 
 @pytest.mark.parametrize("case", VALID, ids=[p.name for p in VALID])
@@ -106,7 +113,7 @@ def test_cli_json_gives_the_same_findings(capsys: pytest.CaptureFixture[str]) ->
         "schema-required", "schema-unknown-key", "checklist-budget-defined"}
     unknown = next(f for f in report["findings"] if f["rule"] == "schema-unknown-key")
     assert (unknown["line"], unknown["col"]) == (11, 1)
-    assert unknown["message"] == "unknown key 'budjet' in experiment"
+    assert unknown["message"] == "unknown key 'budjet' in experiment; did you mean 'budget'?"
 
 
 def test_console_script_end_to_end() -> None:
@@ -128,3 +135,18 @@ def test_cli_without_experiments_folder_is_a_usage_error(
     assert capsys.readouterr().err.startswith("sweepctl: error: no experiments/ folder in ")
     (tmp_path / "experiments").mkdir()  # a fresh repo with no experiment yet is fine
     assert main(["validate"]) == 0
+
+
+def test_ignored_warnings_are_hidden_for_that_experiment_only(tmp_path: Path) -> None:
+    quiet, loud = tmp_path / "quiet", tmp_path / "loud"
+    shutil.copytree(EXAMPLES / "valid" / "warnings-ignored", quiet)
+    shutil.copytree(EXAMPLES / "invalid" / "typical-many", loud)
+    # the two folders hold the same experiment name: look at the warnings only
+    result = validate_paths([quiet, loud])
+    warned = {Path(f.path).relative_to(tmp_path).parts[0] for f in result.findings.warnings}
+    assert warned == {"loud"}
+    assert len(result.findings.warnings) == len(validate_paths([loud]).findings.warnings) > 0
+    # the hidden ones are still counted, so the output can say they were acknowledged
+    assert {f.rule for f in result.ignored} == {"typical-range"}
+    assert len(result.ignored) == len(result.findings.warnings)
+    assert [e.name for e in result.experiments] == ["demo-sweep", "demo-sweep"]

@@ -337,3 +337,45 @@ def test_numbers_and_bools_read_as_yaml_1_1(text: str) -> None:
         assert float(theirs) == ours  # `1.0e4`: the deliberate float reading
     else:
         assert (type(ours), ours) == (type(theirs), theirs)
+
+
+@pytest.mark.parametrize(("text", "line", "col", "words"), [
+    # a missing ']' is reported at the '[' that opened the list, not the line after it
+    ("a: 1\nb: [1, 2\nc: 3\n", 2, 4,
+     "a '[' list opened here is not closed: add the missing ']' (or a ',' between its items)"),
+    ("a: {x: 1, y: 2\nc: 3\n", 1, 4,
+     "a '{' mapping opened here is not closed: add the missing '}' (or a ',' between its "
+     "items)"),
+    ("title: LoRA: a study\n", 1, 12,
+     "a ':' inside a value, or a mis-indented key: quote a value that contains ': ' (title: "
+     "'LoRA: a study'), or line the key up with the keys above it"),
+    ("a:\n  b: 1\n   c: 2\n", 3, 5, "a ':' inside a value, or a mis-indented key"),
+    ("a:\n    b: 1\n  c: 2\n", 3, 3,
+     "this line is indented differently from the keys above it (or a '- item' sits among "
+     "keys): line up the keys of one mapping"),
+    ("a:\n\tb: 1\n", 2, 1, "a tab character: YAML indents with spaces only"),
+    ("a: @x\n", 1, 4, "'@' cannot start a plain value: quote the value"),
+    ("a: 'abc\nb: 2\n", 1, 4, "this quoted value is never closed: add the closing quote"),
+    ("a: 1\nb\nc: 2\n", 2, 1, "this line is a key without ':'"),
+    ("a: *x\n", 1, 4, "'*' starts an alias to an '&' anchor that is not defined"),
+    ("- a\nb: 1\n", 2, 1, "a key where the list above expects '- item' entries"),
+])
+def test_syntax_errors_say_what_is_likely_wrong(text: str, line: int, col: int,
+                                                words: str) -> None:
+    err = error_of(text)
+    assert (err.line, err.col, err.rule) == (line, col, "yaml-syntax")
+    assert str(err.args[0]).startswith(words)
+
+
+@given(before=st.integers(min_value=0, max_value=5), items=st.lists(
+    st.integers(min_value=-99, max_value=99), min_size=1, max_size=4),
+    after=st.integers(min_value=0, max_value=5))
+def test_an_unclosed_list_is_reported_where_it_opens(before: int, items: list[int],
+                                                     after: int) -> None:
+    # wherever the list sits and whatever follows it, the finding is at its '['
+    lines = [f"k{i}: {i}" for i in range(before)]
+    lines.append("values: [" + ", ".join(map(str, items)))
+    lines += [f"z{i}: {i}" for i in range(after)]
+    err = error_of("\n".join(lines) + "\n")
+    assert (err.line, err.col, err.rule) == (before + 1, len("values: ") + 1, "yaml-syntax")
+    assert str(err.args[0]).startswith("a '[' list opened here is not closed")

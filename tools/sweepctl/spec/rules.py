@@ -18,7 +18,7 @@ from typing import Any
 
 from sweepctl.findings import Findings
 from sweepctl.spec import known_keys
-from sweepctl.spec.model import CHECKLIST_ITEMS, OWNED_KEYS
+from sweepctl.spec.model import CHECKLIST_ITEMS, OWNED_KEYS, Experiment
 from sweepctl.spec.yamlload import Document, Key
 
 # The seed's "typical values" table: outside them is legal but usually a mistake.
@@ -133,6 +133,10 @@ def _typical(doc: Document, where: Key, key: str, value: Any, config: Mapping[st
     """Warn when ``value`` for ``key`` lies outside the seed's typical range."""
     if not _is_number(value) or key not in TYPICAL_RANGES or not math.isfinite(value):
         return  # NaN/infinity: non-finite-number already says so
+    from sweepctl.spec.schemas import value_problems
+
+    if value_problems("baseline", key, value):
+        return  # not allowed at all: the schema's finding (or sweep-value-invalid) says so
     low, high = TYPICAL_RANGES[key]
     if key == "val_size" and value >= 1:
         return  # a row count, not a fraction
@@ -286,6 +290,23 @@ def _check_finite(doc: Document, findings: Findings) -> bool:
         elif isinstance(value, list):
             stack.extend(((*key, i), v) for i, v in enumerate(value))
     return ok
+
+
+# --------------------------------------------------------------------------- warnings.ignore
+
+def ignored_warnings(experiment: Experiment | Mapping[str, Any]) -> frozenset[str]:
+    """The warning rules an experiment acknowledges (``warnings.ignore`` in experiment.yaml):
+    validate does not print them for its folder; the plan lists them. ``experiment`` is an
+    ``Experiment`` or experiment.yaml's data. Only names the schema allows count (warning
+    rules; an error rule there is a schema error, so it never hides anything)."""
+    from sweepctl.spec.schemas import load_schema
+
+    data = experiment.docs["experiment"].data if isinstance(experiment, Experiment) else experiment
+    listed = _get(data, "warnings", "ignore")
+    if not isinstance(listed, list):
+        return frozenset()
+    allowed = load_schema("experiment")["properties"]["warnings"]["properties"]["ignore"]
+    return frozenset(rule for rule in listed if rule in allowed["items"]["enum"])
 
 
 # --------------------------------------------------------------------------- entry points

@@ -127,7 +127,7 @@ baseline_defined: true          # baseline.yaml is complete and is trial 0
 success_metric_defined: true    # objective.metric and objective.target in experiment.yaml
 parameter_space_defined: true   # sweep.yaml lists what varies
 budget_defined: true            # budget.max_trials and budget.gpu_hours in experiment.yaml
-mlflow_experiment_created: false  # tick once mlflow.experiment exists (checked at launch)
+mlflow_experiment_created: false  # tick once you chose mlflow.experiment; launch creates it
 dataset_version_locked: false   # tick once dataset.version and a real dataset.sha256 are set
 seed_set: true                  # seed in baseline.yaml
 """

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweepctl.findings import Findings
+from sweepctl.findings import Finding, Findings
 from sweepctl.spec.folder import FILE_NAMES, check_documents, read_document, read_folder
 from sweepctl.spec.model import Experiment
 from sweepctl.spec.schemas import check_schema
@@ -20,6 +20,9 @@ class ValidationResult:
     findings: Findings = field(default_factory=Findings)
     experiments: list[Experiment] = field(default_factory=list)
     checked_folders: int = 0
+    # warnings an experiment acknowledged (warnings.ignore): not in ``findings``, counted so
+    # the output can say they exist
+    ignored: list[Finding] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -63,7 +66,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def validate_paths(paths: Sequence[Path]) -> ValidationResult:
-    from sweepctl.spec.rules import check_unique_names
+    from sweepctl.spec.rules import check_unique_names, ignored_warnings
 
     result = ValidationResult()
     folders, defaults = discover(paths)
@@ -74,11 +77,18 @@ def validate_paths(paths: Sequence[Path]) -> ValidationResult:
     experiment_docs = []
     for folder in folders:
         result.checked_folders += 1
-        docs = read_folder(folder, result.findings)
+        found = Findings()
+        docs = read_folder(folder, found)
         if "experiment" in docs:
             experiment_docs.append(docs["experiment"])
-        experiment = check_documents(folder, docs, result.findings)
+        experiment = check_documents(folder, docs, found)
         if experiment is not None:
             result.experiments.append(experiment)
+        ignored = ignored_warnings(docs["experiment"].data) if "experiment" in docs else set()
+        for finding in found:
+            if finding.severity == "warning" and finding.rule in ignored:
+                result.ignored.append(finding)
+            else:
+                result.findings.extend([finding])
     check_unique_names(experiment_docs, result.findings)
     return result

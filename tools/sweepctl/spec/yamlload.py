@@ -200,6 +200,50 @@ def _text_position(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
+_UNCLOSED = {"']'": "a '[' list", "'}'": "a '{' mapping"}
+_SYNTAX_HINTS = {
+    "mapping values are not allowed": "a ':' inside a value, or a mis-indented key: quote a "
+    "value that contains ': ' (title: 'LoRA: a study'), or line the key up with the keys "
+    "above it",
+    "did not find expected key": "this line is indented differently from the keys above it "
+    "(or a '- item' sits among keys): line up the keys of one mapping",
+    "did not find expected '-' indicator": "a key where the list above expects '- item' "
+    "entries: indent it under an item, or line it up with the list's own key",
+    "could not find expected ':'": "this line is a key without ':' (or a value continued "
+    "without indentation): add ': value' or indent the continuation",
+    "found undefined alias": "'*' starts an alias to an '&' anchor that is not defined: "
+    "quote the value if the '*' is meant literally",
+}
+
+
+def _plain_syntax(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, Any]:
+    """pyyaml's problem in plain words, and the mark where it most likely went wrong (the
+    opening '[' of an unclosed list, not the line after it)."""
+    problem = str(exc.problem or exc.context or "invalid YAML")
+    context = str(exc.context or "")
+    for closer, what in _UNCLOSED.items():
+        if problem.endswith(f"or {closer}") and exc.context_mark is not None:
+            return (f"{what} opened here is not closed: add the missing {closer} (or a ',' "
+                    "between its items)"), exc.context_mark
+    if "quoted scalar" in context and "end of stream" in problem:
+        return ("this quoted value is never closed: add the closing quote",
+                exc.context_mark or exc.problem_mark)
+    if "but found another document" in problem:
+        return "only one YAML document per file (found a second '---')", exc.problem_mark
+    mark = exc.problem_mark or exc.context_mark
+    if "cannot start any token" in problem and mark is not None:
+        char = text[mark.index] if 0 <= mark.index < len(text) else ""
+        if char == "\t":
+            return "a tab character: YAML indents with spaces only", mark
+        return f"{char!r} cannot start a plain value: quote the value", mark
+    if "could not find expected ':'" in problem and exc.context_mark is not None:
+        mark = exc.context_mark  # the key line itself, not the line after it
+    for words, hint in _SYNTAX_HINTS.items():
+        if words in problem:
+            return hint, mark
+    return problem, mark
+
+
 def parse_document(raw: bytes, path: Path) -> Document:
     """Parse YAML bytes into a ``Document``; every problem is a ``SpecError``."""
     if len(raw) > MAX_BYTES:
@@ -215,13 +259,10 @@ def parse_document(raw: bytes, path: Path) -> Document:
         data = builder.build(node, ())
         return Document(path, data, builder.values, builder.keys)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        problem, mark = _plain_syntax(exc, text)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = str(exc.problem or exc.context or "invalid YAML")
         rule = "yaml-syntax"
-        if "but found another document" in problem:
-            problem = "only one YAML document per file (found a second '---')"
-        elif "maximum nesting depth" in problem:  # libyaml's own limit (1000 levels)
+        if "maximum nesting depth" in problem:  # libyaml's own limit (1000 levels)
             problem, rule = f"nesting deeper than {MAX_DEPTH} levels", "yaml-too-deep"
         raise SpecError(problem, path, line, col, rule) from None
     except yaml.reader.ReaderError as exc:

@@ -8,7 +8,8 @@ Rules: ``sweep-unknown-key``, ``sweep-owned-key``, ``derived-syntax``,
 ``sweep-range``, ``ofat-multiple-changes``, ``ofat-no-change`` (warning),
 ``sweep-duplicate-trial`` (warning, ``list`` only: a grid or random point equal to the
 baseline is expected and simply is trial 0), ``replicates-need-seed``,
-``budget-max-trials``, ``budget-gpu-hours``.
+``budget-max-trials``, ``budget-gpu-hours``, ``sweep-value-invalid`` (a value the sweep
+can produce breaks baseline.schema.json's type, enum or range for its key).
 """
 
 from __future__ import annotations
@@ -126,6 +127,60 @@ def _check_ranges(sweep_doc: Document, findings: Findings) -> bool:
     return ok
 
 
+def _value_error(sweep_doc: Document, where: Key, key: str, value: Any,
+                 findings: Findings, note: str = "") -> None:
+    from sweepctl.spec.schemas import value_problems
+
+    for problem in value_problems("baseline", key, value):
+        mark = sweep_doc.mark(where)
+        findings.error(sweep_doc.path, mark.line, mark.col, problem + note,
+                       "sweep-value-invalid")
+
+
+def _check_distribution(sweep_doc: Document, key: str, spec: Mapping[str, Any],
+                        findings: Findings) -> None:
+    from sweepctl.spec.schemas import property_type
+
+    where: Key = ("parameters", key)
+    for i, choice in enumerate(spec.get("choices") or []):
+        _value_error(sweep_doc, (*where, "choices", i), key, choice, findings)
+    for bound in ("low", "high"):
+        if bound in spec:
+            _value_error(sweep_doc, (*where, bound), key, spec[bound], findings)
+    kind = spec.get("distribution", "choices" if "choices" in spec else "uniform")
+    if kind in ("uniform", "log_uniform") and property_type("baseline", key) == "integer":
+        mark = sweep_doc.mark((*where, "distribution"))
+        findings.error(sweep_doc.path, mark.line, mark.col,
+                       f"{key}: {kind} draws fractional values but {key} is an integer; use "
+                       "int_uniform", "sweep-value-invalid")
+
+
+def _check_values(sweep_doc: Document, findings: Findings) -> None:
+    """Each value the strategy sets meets the baseline schema's rule for its key: the
+    trainer would otherwise fail on it seconds into a launched trial."""
+    sweep: Mapping[str, Any] = sweep_doc.data
+    for key, spec in (sweep.get("parameters") or {}).items():
+        if isinstance(spec, list):  # grid, one-at-a-time
+            for i, value in enumerate(spec):
+                _value_error(sweep_doc, ("parameters", key, i), str(key), value, findings)
+        elif isinstance(spec, Mapping):  # random (and any sampler with the same specs)
+            _check_distribution(sweep_doc, str(key), spec, findings)
+    trials = sweep.get("trials")
+    for i, trial in enumerate(trials if isinstance(trials, list) else []):
+        for key, value in trial.items():
+            _value_error(sweep_doc, ("trials", i, key), str(key), value, findings)
+
+
+def _check_derived_values(sweep_doc: Document, points: list[Point], findings: Findings) -> None:
+    derived: Mapping[str, Any] = sweep_doc.data.get("derived") or {}
+    for point in points[1:]:
+        inputs = ", ".join(f"{k}={_format(v)}" for k, v in point.values.items())
+        for key in derived:
+            if key in point.config:
+                _value_error(sweep_doc, ("derived", key), str(key), point.config[key],
+                             findings, f" (derived from {inputs})")
+
+
 def _format(value: Any) -> str:
     return repr(value) if isinstance(value, str) else format_value(value)
 
@@ -194,6 +249,7 @@ def check_sweep(folder: Path, docs: Mapping[str, Document], findings: Findings) 
     baseline: Mapping[str, Any] = baseline_doc.data if isinstance(baseline_doc.data,
                                                                    Mapping) else {}
     _check_keys(sweep_doc, baseline, findings)
+    _check_values(sweep_doc, findings)
     derived_ok = _check_derived(sweep_doc, findings)
     ranges_ok = _check_ranges(sweep_doc, findings)
     if not (derived_ok and ranges_ok):
@@ -204,6 +260,7 @@ def check_sweep(folder: Path, docs: Mapping[str, Document], findings: Findings) 
         mark = _value_mark(sweep_doc, exc.key, exc.col)
         findings.error(sweep_doc.path, mark.line, mark.col, str(exc), exc.rule)
         return
+    _check_derived_values(sweep_doc, points, findings)
     strategy = sweep_doc.data.get("strategy")
     if strategy == "one-at-a-time":
         _check_ofat(sweep_doc, points, findings)
