@@ -506,3 +506,46 @@ def test_multi_node_objects_pass_the_kubernetes_validate_cli(tmp_path: Path) -> 
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("passed") == len(objects) == 10
+
+
+def test_the_rbac_role_grants_exactly_what_launch_needs() -> None:
+    """deploy/rbac.yaml: create for every kind render emits, no watch, update, escalation
+    or access to pods and secrets, and nothing beyond the list the module doc explains."""
+    documents = list(yaml.safe_load_all((REPO_ROOT / "deploy/rbac.yaml").read_text()))
+    for document in documents:
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+    [role] = [d for d in documents if d["kind"] == "Role"]
+    granted = {(rule_group, resource): sorted(rule["verbs"]) for rule in role["rules"]
+               for rule_group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == {
+        ("batch", "jobs"): sorted(["create", "get", "list", "patch", "delete"]),
+        ("", "configmaps"): sorted(["create", "get"]),
+        ("", "services"): sorted(["create", "get", "list", "delete"]),
+    }
+    kinds = {o["kind"] for o in render(runtime=MULTI_NODE)}
+    resources = {"Job": ("batch", "jobs"), "ConfigMap": ("", "configmaps"),
+                 "Service": ("", "services")}
+    assert all("create" in granted[resources[kind]] for kind in kinds)
+
+
+def test_defaults_yaml_settings_reach_the_pods() -> None:
+    """The keys of experiments/defaults.yaml's kubernetes section, parsed and rendered."""
+    from sweepctl.runtime import runtime_from_data
+    runtime = runtime_from_data({"kubernetes": {
+        "nodes_per_trial": 2, "gpus_per_trial": 4, "shm_size": "8Gi",
+        "ephemeral_storage": None, "backoff_limit": 1,
+        "security": {"run_as_user": 4242, "run_as_group": 55,
+                     "read_only_root_filesystem": False}}}).kubernetes
+    _config_map, _service, job = render(runtime=runtime)
+    pod = job["spec"]["template"]["spec"]
+    assert job["spec"]["backoffLimit"] == 1 and job["spec"]["completions"] == 2
+    assert pod["securityContext"]["runAsUser"] == 4242
+    assert pod["securityContext"]["fsGroup"] == 55
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is False
+    assert "ephemeral-storage" not in pod["containers"][0]["resources"]["limits"]
+    assert {v["name"]: v for v in pod["volumes"]}["dshm"]["emptyDir"]["sizeLimit"] == "8Gi"
+    root = runtime_from_data({"kubernetes": {"security": {"run_as_root": True}}}).kubernetes
+    assert "runAsUser" not in render(runtime=root)[-1]["spec"]["template"]["spec"][
+        "securityContext"]
+    defaults = runtime_from_data({}).kubernetes
+    assert (defaults.backoff_limit, defaults.nodes_per_trial, defaults.shm_size) == (2, 1, "16Gi")
