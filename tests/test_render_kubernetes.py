@@ -549,3 +549,13 @@ def test_defaults_yaml_settings_reach_the_pods() -> None:
         "securityContext"]
     defaults = runtime_from_data({}).kubernetes
     assert (defaults.backoff_limit, defaults.nodes_per_trial, defaults.shm_size) == (2, 1, "16Gi")
+
+
+def test_label_and_annotation_names_are_spelled_in_labels_py_only() -> None:
+    """One vocabulary: render/ spells no label or annotation name outside render/labels.py."""
+    prefixes = ("sweepctl.io/", "kueue.x-k8s.io/", "batch.kubernetes.io/",
+                "app.kubernetes.io/")
+    for path in (REPO_ROOT / "tools/sweepctl/render").glob("*.py"):
+        if path.name != "labels.py":
+            text = path.read_text()
+            assert not [p for p in prefixes if f'"{p}' in text or f"'{p}" in text], path

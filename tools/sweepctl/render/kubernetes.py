@@ -52,11 +52,27 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
-from sweepctl.errors import SweepctlError
+from sweepctl.render.identifiers import (
+    ABSOLUTE_PATH,
+    DNS_1035,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ENV_NAME,
+    IMAGE,
+    LABEL_VALUE,
+    QUANTITY,
+    check,
+    env_literal,
+    label_key,
+    plain_tracking_uri,
+    tolerations,
+    whole_number,
+)
+from sweepctl.render.identifiers import RenderError as RenderError  # callers catch it here
+from sweepctl.render.identifiers import label_value as label_value
 from sweepctl.render.labels import (
     ANNOTATION_COMPLETION_INDEX,
     ANNOTATION_CONFIG_HASH,
@@ -115,105 +131,20 @@ HOME = "/tmp"  # an emptyDir: the root filesystem is read-only and the uid has n
 DEADLINE_FACTOR = 1.5
 DEADLINE_MIN_SECONDS = 1800
 
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # Service names
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,510}$")  # registries cap names near 255
-_PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
-_TOLERATION_KEYS = {"key": str, "operator": str, "value": str, "effect": str,
-                    "tolerationSeconds": int}
-
-
-class RenderError(SweepctlError):
-    """A runtime setting cannot become a valid Kubernetes object."""
-
-
-def label_value(value: str) -> str:
-    """A valid label value for ``value``: itself when valid, else a readable prefix + hash."""
-    if _LABEL_VALUE.match(value):
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:50].strip("-_.")
-    return f"{readable}-{digest}" if readable else digest
-
-
-def _check(pattern: re.Pattern[str], value: object, what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise RenderError(f"{what} {str(value)[:80]!r} is not valid for Kubernetes")
-    return value
-
-
-def _label_key(key: object) -> str:
-    text = str(key)
-    prefix, _, name = text.rpartition("/")
-    if (prefix and not _DNS_SUBDOMAIN.match(prefix)) or not _LABEL_NAME.match(name):
-        raise RenderError(f"label key {text[:80]!r} is not valid for Kubernetes")
-    return text
-
-
-def _tolerations(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    result = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            raise RenderError("each kubernetes.tolerations entry must be a mapping")
-        toleration: dict[str, Any] = {}
-        for key, value in item.items():
-            kind = _TOLERATION_KEYS.get(key)
-            if kind is None or isinstance(value, bool) or not isinstance(value, kind):
-                raise RenderError(f"toleration field {str(key)[:40]!r} is unknown or mistyped")
-            toleration[key] = value
-        # the API server checks these as a label key and value; fail here, at render time
-        if "key" in toleration:
-            _label_key(toleration["key"])
-        if "value" in toleration:
-            _check(_LABEL_VALUE, toleration["value"], "toleration value")
-        result.append(toleration)
-    return result
-
-
-def _literal(value: str) -> str:
-    """An env value Kubernetes passes as is: it expands ``$(VAR)`` (which could copy a
-    secret into another variable) and reads ``$$`` as ``$``."""
-    return value.replace("$", "$$")
-
-
-def _tracking_uri(uri: str) -> str:
-    # a password in the URI would land in the Job's spec for anyone who can read Jobs
-    try:
-        password = urlsplit(uri).password
-    except ValueError as exc:
-        raise RenderError(f"the MLflow tracking URI {uri[:80]!r} is not a valid URI") from exc
-    if password is not None:
-        raise RenderError("the MLflow tracking URI must not carry credentials; reference "
-                          "MLFLOW_TRACKING_PASSWORD or a token through kubernetes.secret_env")
-    return uri
-
-
-def _whole(value: object, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RenderError(f"{what} must be a whole number >= {minimum}")
-    return value
-
-
 def _secret_env(runtime: KubernetesRuntime, reserved: set[str]) -> tuple[
         list[dict[str, Any]], list[dict[str, Any]]]:
     env: list[dict[str, Any]] = []
     env_from: list[dict[str, Any]] = []
     for secret in runtime.secret_env:
-        name = _check(_DNS_SUBDOMAIN, secret.secret, "secret name")
+        name = check(DNS_SUBDOMAIN, secret.secret, "secret name")
         if secret.name is None:
             # explicit env wins over envFrom, so a Secret's keys cannot shadow sweepctl's
             env_from.append({"secretRef": {"name": name}})
             continue
-        var = _check(_ENV_NAME, secret.name, "env var name")
+        var = check(ENV_NAME, secret.name, "env var name")
         if var in reserved:  # the last duplicate wins: it would replace sweepctl's value
             raise RenderError(f"kubernetes.secret_env must not set {var}: sweepctl sets it")
-        key = _check(re.compile(r"^[-._A-Za-z0-9]{1,253}$"), secret.key or secret.name,
+        key = check(re.compile(r"^[-._A-Za-z0-9]{1,253}$"), secret.key or secret.name,
                      "secret key")
         env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
     return env, env_from
@@ -240,7 +171,7 @@ def _env(runtime: KubernetesRuntime, tracking_uri: str, job_name: str,
          service: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     config_hash = f"metadata.annotations['{ANNOTATION_CONFIG_HASH}']"
     env: list[dict[str, Any]] = [
-        {"name": "MLFLOW_TRACKING_URI", "value": _literal(_tracking_uri(tracking_uri))},
+        {"name": "MLFLOW_TRACKING_URI", "value": env_literal(plain_tracking_uri(tracking_uri))},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "HOME", "value": HOME},
         {"name": CONFIG_HASH_ENV, "valueFrom": {"fieldRef": {"fieldPath": config_hash}}},
@@ -254,8 +185,8 @@ def _env(runtime: KubernetesRuntime, tracking_uri: str, job_name: str,
 
 
 def _resources(runtime: KubernetesRuntime) -> dict[str, Any]:
-    gpu = _label_key(runtime.gpu_resource)
-    gpus = _whole(runtime.gpus_per_trial, "kubernetes.gpus_per_trial", 0)
+    gpu = label_key(runtime.gpu_resource)
+    gpus = whole_number(runtime.gpus_per_trial, "kubernetes.gpus_per_trial", 0)
     limits: dict[str, Any] = {}
     requests: dict[str, Any] = {}
     if gpus:
@@ -264,7 +195,7 @@ def _resources(runtime: KubernetesRuntime) -> dict[str, Any]:
                         ("ephemeral-storage", runtime.ephemeral_storage)):
         if value is not None:
             key = name.replace("-", "_")
-            limits[name] = requests[name] = _check(_QUANTITY, str(value), f"kubernetes.{key}")
+            limits[name] = requests[name] = check(QUANTITY, str(value), f"kubernetes.{key}")
     spec: dict[str, Any] = {}
     if limits:
         spec["limits"] = limits
@@ -286,8 +217,8 @@ def _security_contexts(runtime: KubernetesRuntime) -> tuple[dict[str, Any], dict
         "seccompProfile": dict(seccomp),
     }
     if security.run_as_root is not True:
-        uid = _whole(security.run_as_user, "kubernetes.security.run_as_user", 1)
-        gid = _whole(security.run_as_group, "kubernetes.security.run_as_group", 0)
+        uid = whole_number(security.run_as_user, "kubernetes.security.run_as_user", 1)
+        gid = whole_number(security.run_as_group, "kubernetes.security.run_as_group", 0)
         # fsGroup makes the claim writable for the uid; OnRootMismatch skips the recursive
         # chown of a large shared volume on every pod start once its root is right
         pod.update({"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": gid,
@@ -356,10 +287,10 @@ def _volumes(runtime: KubernetesRuntime, name: str, mount_path: str) -> tuple[
     """(volumes, mounts): the config, the storage, a writable /tmp and a large /dev/shm
     (PyTorch's data loader workers pass batches through it; the runtime's default is
     64Mi). A memory-backed emptyDir counts against the container's memory limit."""
-    shm = _check(_QUANTITY, str(runtime.shm_size), "kubernetes.shm_size")
+    shm = check(QUANTITY, str(runtime.shm_size), "kubernetes.shm_size")
     storage: dict[str, Any] = {"name": "storage", "emptyDir": {}}
     if runtime.storage_pvc:
-        claim = _check(_DNS_SUBDOMAIN, runtime.storage_pvc, "kubernetes.storage.pvc")
+        claim = check(DNS_SUBDOMAIN, runtime.storage_pvc, "kubernetes.storage.pvc")
         storage = {"name": "storage", "persistentVolumeClaim": {"claimName": claim}}
     volumes: list[dict[str, Any]] = [
         {"name": "sweepctl", "configMap": {"name": name}},
@@ -377,7 +308,7 @@ def _volumes(runtime: KubernetesRuntime, name: str, mount_path: str) -> tuple[
 
 
 def _mount_path(runtime: KubernetesRuntime) -> str:
-    mount_path = _check(_PATH, runtime.storage_mount_path, "kubernetes.storage.mount_path")
+    mount_path = check(ABSOLUTE_PATH, runtime.storage_mount_path, "kubernetes.storage.mount_path")
     taken = (CONFIG_MOUNT, HOME, "/dev/shm", "/dev", "/")
     if mount_path.rstrip("/") in taken or "/../" in f"{mount_path}/":
         raise RenderError(f"kubernetes.storage.mount_path {mount_path!r} is not allowed")
@@ -391,7 +322,7 @@ def _pod_spec(runtime: KubernetesRuntime, name: str, tracking_uri: str,
     pod_security, container_security = _security_contexts(runtime)
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": _check(_IMAGE, runtime.image, "kubernetes.image"),
+        "image": check(IMAGE, runtime.image, "kubernetes.image"),
         "command": list(COMMAND),
         "env": env,
         "volumeMounts": mounts,
@@ -415,14 +346,14 @@ def _pod_spec(runtime: KubernetesRuntime, name: str, tracking_uri: str,
     if service is not None:
         pod_spec["subdomain"] = service
     if runtime.service_account:
-        pod_spec["serviceAccountName"] = _check(_DNS_SUBDOMAIN, runtime.service_account,
+        pod_spec["serviceAccountName"] = check(DNS_SUBDOMAIN, runtime.service_account,
                                                 "kubernetes.service_account")
     if runtime.node_selector:
         pod_spec["nodeSelector"] = {
-            _label_key(key): _check(_LABEL_VALUE, value, "node selector value")
+            label_key(key): check(LABEL_VALUE, value, "node selector value")
             for key, value in runtime.node_selector.items()}
     if runtime.tolerations:
-        pod_spec["tolerations"] = _tolerations(runtime.tolerations)
+        pod_spec["tolerations"] = tolerations(runtime.tolerations)
     return pod_spec
 
 
@@ -437,9 +368,9 @@ def _failure_policy() -> dict[str, Any]:
 
 def _job_spec(experiment: Experiment, runtime: KubernetesRuntime, labels: Mapping[str, str],
               pod_spec: dict[str, Any]) -> dict[str, Any]:
-    nodes = _whole(runtime.nodes_per_trial, "kubernetes.nodes_per_trial", 1)
+    nodes = whole_number(runtime.nodes_per_trial, "kubernetes.nodes_per_trial", 1)
     spec: dict[str, Any] = {
-        "backoffLimit": _whole(runtime.backoff_limit, "kubernetes.backoff_limit", 0),
+        "backoffLimit": whole_number(runtime.backoff_limit, "kubernetes.backoff_limit", 0),
         "activeDeadlineSeconds": deadline_seconds(experiment.budget.hours_per_trial),
         "ttlSecondsAfterFinished": runtime.ttl_seconds_after_finished,
         "podFailurePolicy": _failure_policy(),
@@ -466,12 +397,12 @@ def _service(name: str, namespace: str, labels: Mapping[str, str]) -> dict[str, 
 
 def _multi_node_service(runtime: KubernetesRuntime, name: str) -> str | None:
     """The Service name for a multi-node trial (its Job's name), None for one node."""
-    nodes = _whole(runtime.nodes_per_trial, "kubernetes.nodes_per_trial", 1)
+    nodes = whole_number(runtime.nodes_per_trial, "kubernetes.nodes_per_trial", 1)
     if nodes == 1:
         return None
     # a Service name is an RFC 1035 label, and each pod's hostname <job>-<index> must stay
     # a DNS label, or MASTER_ADDR would name no pod
-    if not _DNS_1035.match(name) or len(f"{name}-{nodes - 1}") > 63:
+    if not DNS_1035.match(name) or len(f"{name}-{nodes - 1}") > 63:
         raise RenderError(f"trial name {name!r} is too long or starts with a digit for a "
                           f"{nodes}-node trial; shorten the experiment name")
     return name
@@ -517,8 +448,8 @@ def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntim
     """[ConfigMap, Job], or [ConfigMap, Service, Job] for a multi-node trial. ``suspend``
     creates the Job held back (queue-less ``max_parallel``: a later launch releases it);
     a Kueue queue implies it."""
-    name = _check(_DNS_LABEL, trial.name, "trial name")
-    namespace = _check(_DNS_LABEL, runtime.namespace, "kubernetes.namespace")
+    name = check(DNS_LABEL, trial.name, "trial name")
+    namespace = check(DNS_LABEL, runtime.namespace, "kubernetes.namespace")
     labels = {MANAGED_BY: MANAGED_BY_VALUE, LABEL_EXPERIMENT: label_value(experiment.name),
               LABEL_TRIAL_ID: label_value(trial.trial_id)}
     service_name = _multi_node_service(runtime, name)
@@ -541,7 +472,7 @@ def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntim
         job_spec["suspend"] = True
     job_labels = dict(labels)
     if runtime.queue:  # Kueue reads the queue from the Job's own labels
-        job_labels[LABEL_QUEUE] = _check(_DNS_LABEL, runtime.queue, "kubernetes.queue")
+        job_labels[LABEL_QUEUE] = check(DNS_LABEL, runtime.queue, "kubernetes.queue")
     job = {"apiVersion": "batch/v1", "kind": "Job",
            "metadata": {"name": name, "namespace": namespace, "labels": job_labels,
                         "annotations": annotations},
