@@ -213,10 +213,10 @@ def _security_contexts(runtime: KubernetesRuntime) -> tuple[dict[str, Any], dict
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "privileged": False,
-        "readOnlyRootFilesystem": security.read_only_root_filesystem is not False,
+        "readOnlyRootFilesystem": bool(security.read_only_root_filesystem),
         "seccompProfile": dict(seccomp),
     }
-    if security.run_as_root is not True:
+    if not security.run_as_root:
         uid = whole_number(security.run_as_user, "kubernetes.security.run_as_user", 1)
         gid = whole_number(security.run_as_group, "kubernetes.security.run_as_group", 0)
         # fsGroup makes the claim writable for the uid; OnRootMismatch skips the recursive
@@ -408,9 +408,8 @@ def _multi_node_service(runtime: KubernetesRuntime, name: str) -> str | None:
     return name
 
 
-def _configmap(experiment: Experiment, trial: Trial, name: str, namespace: str,
-               labels: Mapping[str, str], train_yaml: str, meta: Mapping[str, Any],
-               annotations: Mapping[str, str]) -> dict[str, Any]:
+def _configmap(name: str, namespace: str, labels: Mapping[str, str], train_yaml: str,
+               meta: Mapping[str, Any], annotations: Mapping[str, str]) -> dict[str, Any]:
     config_map: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -463,8 +462,7 @@ def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntim
         spec_hash)
     meta = runner_meta(experiment, trial, git_sha=git_sha, pr=pr,
                        parent_run_id=parent_run_id, spec_hash=spec_hash)
-    config_map = _configmap(experiment, trial, name, namespace, labels, train_yaml, meta,
-                            annotations)
+    config_map = _configmap(name, namespace, labels, train_yaml, meta, annotations)
     # after the spec hash: the config hash follows meta.json's commit metadata
     job_spec["template"]["metadata"]["annotations"] = {
         ANNOTATION_CONFIG_HASH: config_map["metadata"]["annotations"][ANNOTATION_CONFIG_HASH]}
