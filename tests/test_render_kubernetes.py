@@ -17,14 +17,25 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sweepctl.cli.main import main
 from sweepctl.render.kubernetes import (
-    ANNOTATION_SPEC_HASH,
     COMMAND,
-    LABEL_EXPERIMENT,
-    LABEL_QUEUE,
+    EXIT_BAD_CONFIG,
+    META_FILE,
+    RUNNER_FILE,
+    TRAIN_FILE,
+    VERIFY_AND_RUN,
     RenderError,
+    config_data_hash,
     label_value,
+    owned_by,
     render_stream,
     render_trial,
+)
+from sweepctl.render.labels import (
+    ANNOTATION_CONFIG_HASH,
+    ANNOTATION_SPEC_HASH,
+    LABEL_EXPERIMENT,
+    LABEL_JOB_NAME,
+    LABEL_QUEUE,
 )
 from sweepctl.runtime import KubernetesRuntime, SecretEnv
 from sweepctl.spec.model import OWNED_KEYS, Budget, Dataset, Experiment, Objective
@@ -86,14 +97,15 @@ def render(experiment: Experiment | None = None, trial: Trial | None = None,
 
 
 def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    job = objects[1]
+    job = objects[-1]
     result: dict[str, Any] = job["spec"]["template"]["spec"]["containers"][0]
     return result
 
 
 def assert_valid_and_inert(objects: list[dict[str, Any]], *hostile: str) -> None:
     """Schema-valid, round-trips through the stream, and no value reaches argv or env names."""
-    assert [o["kind"] for o in objects] == ["ConfigMap", "Job"]
+    assert [o["kind"] for o in objects] in (["ConfigMap", "Job"],
+                                            ["ConfigMap", "Service", "Job"])
     for obj in objects:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         for key, value in obj["metadata"].get("labels", {}).items():
@@ -114,7 +126,7 @@ def test_objects_follow_the_design_and_validate() -> None:
     config_map, job = objects
     assert config_map["metadata"]["name"] == job["metadata"]["name"] == make_trial().name
     spec = job["spec"]
-    assert spec["backoffLimit"] == 0
+    assert spec["backoffLimit"] == 2
     assert spec["activeDeadlineSeconds"] == int(3.0 * 3600 * 1.5)
     assert spec["ttlSecondsAfterFinished"] == 86400
     assert "suspend" not in spec
@@ -126,9 +138,16 @@ def test_objects_follow_the_design_and_validate() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["storage"]["persistentVolumeClaim"]["claimName"] == "llm-storage"
     assert volumes["sweepctl"]["configMap"]["name"] == config_map["metadata"]["name"]
+    assert volumes["dshm"] == {"name": "dshm", "emptyDir": {"medium": "Memory",
+                                                            "sizeLimit": "16Gi"}}
     box = container(objects)
+    assert {m["mountPath"]: m["name"] for m in box["volumeMounts"]} == {
+        "/etc/sweepctl": "sweepctl", "/storage": "storage", "/tmp": "tmp", "/dev/shm": "dshm"}
     assert box["image"] == "ghcr.io/example/train:0.9.5"
-    assert box["resources"]["limits"] == {"nvidia.com/gpu": "2", "cpu": "8", "memory": "64Gi"}
+    assert box["resources"]["limits"] == {"nvidia.com/gpu": "2", "cpu": "8", "memory": "64Gi",
+                                          "ephemeral-storage": "50Gi"}
+    assert box["resources"]["requests"] == {"cpu": "8", "memory": "64Gi",
+                                            "ephemeral-storage": "50Gi"}
     assert {"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in box["env"]
     labels = job["metadata"]["labels"]
     assert labels["app.kubernetes.io/managed-by"] == "sweepctl"
@@ -189,7 +208,10 @@ def test_without_storage_the_output_goes_to_an_empty_dir() -> None:
     assert_valid_and_inert(objects)
     volumes = {v["name"]: v for v in objects[1]["spec"]["template"]["spec"]["volumes"]}
     assert volumes["storage"] == {"name": "storage", "emptyDir": {}}
-    assert "resources" not in container(objects)
+    assert container(objects)["resources"] == {"limits": {"ephemeral-storage": "50Gi"},
+                                               "requests": {"ephemeral-storage": "50Gi"}}
+    unlimited = render(runtime=KubernetesRuntime(gpus_per_trial=0, ephemeral_storage=None))
+    assert "resources" not in container(unlimited)
 
 
 def test_secrets_are_references_only() -> None:
@@ -199,7 +221,7 @@ def test_secrets_are_references_only() -> None:
             "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in box["env"]
     assert box["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
     assert {item["name"] for item in box["env"] if "value" in item} == {
-        "MLFLOW_TRACKING_URI", "PYTHONUNBUFFERED"}
+        "MLFLOW_TRACKING_URI", "PYTHONUNBUFFERED", "HOME", "NPROC_PER_NODE"}
 
 
 def test_a_password_in_the_tracking_uri_is_refused_and_not_repeated() -> None:
@@ -250,7 +272,7 @@ def test_any_text_in_config_and_tags_round_trips(key: str, value: str) -> None:
 
 @pytest.mark.parametrize("field", [
     "namespace", "image", "queue", "service_account", "storage_pvc", "storage_mount_path",
-    "gpu_resource", "cpu", "memory"])
+    "gpu_resource", "cpu", "memory", "shm_size", "ephemeral_storage"])
 @pytest.mark.parametrize("text", [t for t in HOSTILE if t.strip()][:6])
 def test_hostile_runtime_identifiers_are_refused(field: str, text: str) -> None:
     runtime = dataclasses.replace(RUNTIME, **{field: text})
@@ -268,6 +290,13 @@ def test_hostile_runtime_identifiers_are_refused(field: str, text: str) -> None:
     dataclasses.replace(RUNTIME, tolerations=({"key": "gpu", "command": ["sh"]},)),
     dataclasses.replace(RUNTIME, tolerations=({"key": "gpu", "value": "a\nb"},)),
     dataclasses.replace(RUNTIME, gpus_per_trial=True),
+    dataclasses.replace(RUNTIME, nodes_per_trial=0),
+    dataclasses.replace(RUNTIME, backoff_limit=-1),
+    # a secret must not replace what sweepctl sets (the last duplicate env var wins)
+    dataclasses.replace(RUNTIME, secret_env=(SecretEnv("x", "MASTER_ADDR", "k"),)),
+    dataclasses.replace(RUNTIME, secret_env=(SecretEnv("x", "SWEEPCTL_CONFIG_HASH", "k"),)),
+    dataclasses.replace(RUNTIME, storage_mount_path="/tmp"),
+    dataclasses.replace(RUNTIME, storage_mount_path="/dev/shm"),
 ])
 def test_hostile_env_names_selectors_and_tolerations_are_refused(
         runtime: KubernetesRuntime) -> None:
@@ -312,3 +341,221 @@ def test_nel_reaches_llamafactory_unchanged(value: str) -> None:
     [config_map, _job] = list(yaml.safe_load_all(render_stream(objects)))
     assert yaml.safe_load(config_map["data"]["train.yaml"])["template"] == value
     assert json.loads(config_map["data"]["meta.json"])["tags"]["note"] == value
+
+
+MULTI_NODE = dataclasses.replace(RUNTIME, nodes_per_trial=2, gpus_per_trial=8)
+
+
+def env_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom"))
+            for item in container(objects)["env"]}
+
+
+def test_failures_disruptions_are_retried_and_a_bad_config_fails_at_once() -> None:
+    assert EXIT_BAD_CONFIG == 78  # the contract with runner/trial_runner.py
+    job = render()[-1]
+    assert job["spec"]["podFailurePolicy"] == {"rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In",
+                                              "values": [78]}},
+    ]}
+    # the API server refuses a podFailurePolicy on any other restartPolicy
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert container([job])["name"] == "trainer"
+    assert render(runtime=dataclasses.replace(RUNTIME, backoff_limit=5))[-1]["spec"][
+        "backoffLimit"] == 5
+
+
+def test_the_configmap_is_immutable_and_its_hash_is_on_the_pod_template() -> None:
+    config_map, job = render()
+    assert config_map["immutable"] is True
+    digest = config_data_hash(config_map)
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    assert config_map["metadata"]["annotations"][ANNOTATION_CONFIG_HASH] == digest
+    assert job["spec"]["template"]["metadata"]["annotations"] == {ANNOTATION_CONFIG_HASH: digest}
+    assert env_of([job])["SWEEPCTL_CONFIG_HASH"] == {"fieldRef": {
+        "fieldPath": "metadata.annotations['sweepctl.io/config-hash']"}}
+    squatted = {**config_map, "data": {**config_map["data"], RUNNER_FILE: "import os\n"}}
+    assert config_data_hash(squatted) != digest
+    assert config_data_hash({**config_map, "binaryData": {"x": "AA=="}}) != digest
+    # another commit renders other metadata (meta.json), so another ConfigMap, same work
+    other = render(git_sha="b" * 40)
+    assert config_data_hash(other[0]) != digest
+    assert other[1]["metadata"]["annotations"][ANNOTATION_SPEC_HASH] == \
+        job["metadata"]["annotations"][ANNOTATION_SPEC_HASH]
+
+
+def run_start_check(folder: Path, data: dict[str, str], digest: str
+                    ) -> subprocess.CompletedProcess[str]:
+    for key, value in data.items():
+        (folder / key).write_bytes(value.encode())
+    argv = [sys.executable, *COMMAND[1:]]
+    argv[3] = str(folder)  # the mount path, here a temporary folder
+    return subprocess.run(argv, capture_output=True, text=True, check=False,
+                          env={"SWEEPCTL_CONFIG_HASH": digest, "PATH": "/usr/bin:/bin"})
+
+
+def test_the_pod_runs_the_rendered_configmap_only(tmp_path: Path) -> None:
+    """What the container's fixed command does with the mounted files: the rendered data
+    execs the runner with its arguments; a squatter's data exits EXIT_BAD_CONFIG unrun."""
+    config_map = render()[0]
+    assert COMMAND[:3] == ["python", "-c", VERIFY_AND_RUN]
+    assert COMMAND[4:] == [RUNNER_FILE, TRAIN_FILE, META_FILE]
+    probe = dict(config_map["data"])
+    probe[RUNNER_FILE] = "import sys\nprint('runner', *sys.argv[1:])\n"
+    probe[TRAIN_FILE] += "# crlf \r\n ünï\n"  # bytes, not text mode: no newline folding
+    digest = config_data_hash({"data": probe})
+    ran = run_start_check(tmp_path, probe, digest)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["runner", "--config", str(tmp_path / TRAIN_FILE),
+                                  "--meta", str(tmp_path / META_FILE)]
+    foreign = {**probe, RUNNER_FILE: probe[RUNNER_FILE] + "print('foreign code')\n"}
+    refused = run_start_check(tmp_path, foreign, digest)
+    assert refused.returncode == EXIT_BAD_CONFIG
+    assert "foreign" not in refused.stdout and "runner" not in refused.stdout
+    assert "not the one this Job was rendered with" in refused.stderr
+
+
+def test_owned_by_lets_the_garbage_collector_remove_configmap_and_service() -> None:
+    objects = render(runtime=MULTI_NODE)
+    job_name = objects[-1]["metadata"]["name"]
+    for obj in objects[:-1]:
+        owned = owned_by(obj, job_name, "4f6a3b2c-0000-4000-8000-000000000001")
+        assert owned["metadata"]["ownerReferences"] == [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
+             "uid": "4f6a3b2c-0000-4000-8000-000000000001"}]
+        assert "ownerReferences" not in obj["metadata"]  # a copy
+        assert {k: v for k, v in owned.items() if k != "metadata"} == \
+            {k: v for k, v in obj.items() if k != "metadata"}
+        kubernetes_validate.validate(owned, K8S_VERSION, strict=True)
+    with pytest.raises(RenderError):
+        owned_by(objects[0], "another-job", "uid")
+
+
+def test_one_node_has_no_service_and_torchrun_only_for_several_gpus() -> None:
+    assert [o["kind"] for o in render()] == ["ConfigMap", "Job"]
+    assert env_of(render())["NPROC_PER_NODE"] == "2"
+    single = render(runtime=dataclasses.replace(RUNTIME, gpus_per_trial=1))
+    assert not {"NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR"} & set(env_of(single))
+    spec = single[-1]["spec"]
+    assert "completionMode" not in spec and "subdomain" not in spec["template"]["spec"]
+
+
+def test_multi_node_is_an_indexed_job_with_a_headless_service() -> None:
+    objects = render(runtime=MULTI_NODE)
+    assert_valid_and_inert(objects)
+    config_map, service, job = objects
+    name = make_trial().name
+    assert service["metadata"]["name"] == job["metadata"]["name"] == name
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    pod = spec["template"]["spec"]
+    assert pod["subdomain"] == name
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    # the Job controller labels its pods with the Job's name; nothing else matches
+    assert service["spec"]["selector"] == {LABEL_JOB_NAME: name}
+    env = env_of(objects)
+    # an Indexed pod's hostname is <job>-<index>: index 0 at <hostname>.<subdomain>
+    assert env["MASTER_ADDR"] == f"{name}-0.{name}"
+    assert env["MASTER_PORT"] == "29500"
+    assert env["NNODES"] == "2" and env["NPROC_PER_NODE"] == "8"
+    assert env["NODE_RANK"] == {"fieldRef": {
+        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}
+    assert container(objects)["resources"]["limits"]["nvidia.com/gpu"] == "8"  # per node
+    assert LABEL_QUEUE not in service["metadata"]["labels"]
+    assert config_map["metadata"]["name"] == name
+
+
+def test_multi_node_with_kueue_is_one_suspended_workload() -> None:
+    config_map, service, job = render(runtime=dataclasses.replace(MULTI_NODE, queue="gpu-a100"))
+    assert job["metadata"]["labels"][LABEL_QUEUE] == "gpu-a100"
+    assert job["spec"]["suspend"] is True
+    # partial admission would start fewer pods than torchrun waits for
+    assert not any(key.startswith("kueue.x-k8s.io/") for key in job["metadata"]["annotations"])
+    assert LABEL_QUEUE not in service["metadata"]["labels"]
+    assert LABEL_QUEUE not in config_map["metadata"]["labels"]
+
+
+def test_the_spec_hash_covers_nodes_and_the_service() -> None:
+    hashes = {render(runtime=dataclasses.replace(RUNTIME, nodes_per_trial=n))[-1]["metadata"][
+        "annotations"][ANNOTATION_SPEC_HASH] for n in (1, 2, 3)}
+    assert len(hashes) == 3
+
+
+def test_a_multi_node_trial_name_must_leave_room_for_the_pod_index() -> None:
+    long_name = "a" * 62
+    trial = dataclasses.replace(make_trial(), name=long_name)
+    assert [o["kind"] for o in render(trial=trial)] == ["ConfigMap", "Job"]  # one node: fine
+    with pytest.raises(RenderError, match="too long"):
+        render(trial=trial, runtime=MULTI_NODE)
+    with pytest.raises(RenderError):
+        render(trial=dataclasses.replace(make_trial(), name="1-starts-with-a-digit"),
+               runtime=MULTI_NODE)
+
+
+def test_multi_node_objects_pass_the_kubernetes_validate_cli(tmp_path: Path) -> None:
+    queued = dataclasses.replace(MULTI_NODE, queue="gpu-a100", nodes_per_trial=4)
+    objects = [*render(runtime=MULTI_NODE), *render(runtime=queued)]
+    name = make_trial().name
+    objects += [owned_by(obj, name, "uid-1") for obj in objects if obj["kind"] != "Job"]
+    path = tmp_path / "multi.yaml"
+    path.write_text(render_stream(objects))
+    result = subprocess.run([str(Path(sys.executable).parent / "kubernetes-validate"),
+                             "--strict", "-k", K8S_VERSION, str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == len(objects) == 10
+
+
+def test_the_rbac_role_grants_exactly_what_launch_needs() -> None:
+    """deploy/rbac.yaml: create for every kind render emits, no watch, update, escalation
+    or access to pods and secrets, and nothing beyond the list the module doc explains."""
+    documents = list(yaml.safe_load_all((REPO_ROOT / "deploy/rbac.yaml").read_text()))
+    for document in documents:
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+    [role] = [d for d in documents if d["kind"] == "Role"]
+    granted = {(rule_group, resource): sorted(rule["verbs"]) for rule in role["rules"]
+               for rule_group in rule["apiGroups"] for resource in rule["resources"]}
+    assert granted == {
+        ("batch", "jobs"): sorted(["create", "get", "list", "patch", "delete"]),
+        ("", "configmaps"): sorted(["create", "get"]),
+        ("", "services"): sorted(["create", "get", "list", "delete"]),
+    }
+    kinds = {o["kind"] for o in render(runtime=MULTI_NODE)}
+    resources = {"Job": ("batch", "jobs"), "ConfigMap": ("", "configmaps"),
+                 "Service": ("", "services")}
+    assert all("create" in granted[resources[kind]] for kind in kinds)
+
+
+def test_defaults_yaml_settings_reach_the_pods() -> None:
+    """The keys of experiments/defaults.yaml's kubernetes section, parsed and rendered."""
+    from sweepctl.runtime import runtime_from_data
+    runtime = runtime_from_data({"kubernetes": {
+        "nodes_per_trial": 2, "gpus_per_trial": 4, "shm_size": "8Gi",
+        "ephemeral_storage": None, "backoff_limit": 1,
+        "security": {"run_as_user": 4242, "run_as_group": 55,
+                     "read_only_root_filesystem": False}}}).kubernetes
+    _config_map, _service, job = render(runtime=runtime)
+    pod = job["spec"]["template"]["spec"]
+    assert job["spec"]["backoffLimit"] == 1 and job["spec"]["completions"] == 2
+    assert pod["securityContext"]["runAsUser"] == 4242
+    assert pod["securityContext"]["fsGroup"] == 55
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is False
+    assert "ephemeral-storage" not in pod["containers"][0]["resources"]["limits"]
+    assert {v["name"]: v for v in pod["volumes"]}["dshm"]["emptyDir"]["sizeLimit"] == "8Gi"
+    root = runtime_from_data({"kubernetes": {"security": {"run_as_root": True}}}).kubernetes
+    assert "runAsUser" not in render(runtime=root)[-1]["spec"]["template"]["spec"][
+        "securityContext"]
+    defaults = runtime_from_data({}).kubernetes
+    assert (defaults.backoff_limit, defaults.nodes_per_trial, defaults.shm_size) == (2, 1, "16Gi")
+
+
+def test_label_and_annotation_names_are_spelled_in_labels_py_only() -> None:
+    """One vocabulary: render/ spells no label or annotation name outside render/labels.py."""
+    prefixes = ("sweepctl.io/", "kueue.x-k8s.io/", "batch.kubernetes.io/",
+                "app.kubernetes.io/")
+    for path in (REPO_ROOT / "tools/sweepctl/render").glob("*.py"):
+        if path.name != "labels.py":
+            text = path.read_text()
+            assert not [p for p in prefixes if f'"{p}' in text or f"'{p}" in text], path

@@ -97,7 +97,8 @@ def test_defaults_pass_and_fit_the_runtime_model() -> None:
     k8s = _schema("defaults")["properties"]["kubernetes"]["properties"]
     assert set(k8s) == {"namespace", "image", "gpu_resource", "gpus_per_trial", "cpu", "memory",
                         "service_account", "node_selector", "tolerations", "storage",
-                        "secret_env", "queue", "backoff_limit", "ttl_seconds_after_finished"}
+                        "secret_env", "queue", "backoff_limit", "ttl_seconds_after_finished",
+                        "nodes_per_trial", "shm_size", "ephemeral_storage", "security"}
     assert set(_schema("defaults")["properties"]) == {"mlflow", "kubernetes", "local", "github"}
 
 

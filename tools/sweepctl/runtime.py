@@ -24,6 +24,18 @@ class SecretEnv:
 
 
 @dataclass(frozen=True)
+class PodSecurity:
+    """The trial pods' securityContext. The defaults pass the Pod Security ``restricted``
+    profile; ``run_as_root`` is for images that cannot run as another user (it keeps the
+    ``baseline`` profile: no privilege escalation, no capabilities, RuntimeDefault seccomp)."""
+
+    run_as_user: int = 1000
+    run_as_group: int = 1000
+    run_as_root: bool = False
+    read_only_root_filesystem: bool = True
+
+
+@dataclass(frozen=True)
 class KubernetesRuntime:
     namespace: str = "llm-training"
     image: str = "ghcr.io/example/llama-factory-train:0.9.5"
@@ -38,8 +50,12 @@ class KubernetesRuntime:
     storage_mount_path: str = "/storage"
     secret_env: tuple[SecretEnv, ...] = ()
     queue: str | None = None
-    backoff_limit: int = 0
+    backoff_limit: int = 2
     ttl_seconds_after_finished: int = 86400
+    nodes_per_trial: int = 1
+    shm_size: str = "16Gi"
+    ephemeral_storage: str | None = "50Gi"
+    security: PodSecurity = field(default_factory=PodSecurity)
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,8 @@ def runtime_from_data(data: Mapping[str, Any]) -> Runtime:
     )
     base_k8s = KubernetesRuntime()
     base_local = LocalRuntime()
+    security: Mapping[str, Any] = k8s.get("security") or {}
+    base_security = PodSecurity()
     return Runtime(
         tracking_uri=(data.get("mlflow") or {}).get("tracking_uri"),
         kubernetes=KubernetesRuntime(
@@ -113,6 +131,16 @@ def runtime_from_data(data: Mapping[str, Any]) -> Runtime:
             backoff_limit=k8s.get("backoff_limit", base_k8s.backoff_limit),
             ttl_seconds_after_finished=k8s.get("ttl_seconds_after_finished",
                                                base_k8s.ttl_seconds_after_finished),
+            nodes_per_trial=k8s.get("nodes_per_trial", base_k8s.nodes_per_trial),
+            shm_size=k8s.get("shm_size", base_k8s.shm_size),
+            ephemeral_storage=k8s.get("ephemeral_storage", base_k8s.ephemeral_storage),
+            security=PodSecurity(
+                run_as_user=security.get("run_as_user", base_security.run_as_user),
+                run_as_group=security.get("run_as_group", base_security.run_as_group),
+                run_as_root=security.get("run_as_root", base_security.run_as_root),
+                read_only_root_filesystem=security.get(
+                    "read_only_root_filesystem", base_security.read_only_root_filesystem),
+            ),
         ),
         local=LocalRuntime(
             tracking_uri=local.get("tracking_uri", base_local.tracking_uri),
