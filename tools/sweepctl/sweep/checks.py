@@ -31,6 +31,7 @@ from sweepctl.sweep.expand import (
     resolve_points,
 )
 from sweepctl.sweep.identity import format_value
+from sweepctl.sweep.tpe_checks import check_tpe
 
 
 def _value_mark(doc: Document, key: Key, col: int | None) -> Mark:
@@ -194,6 +195,7 @@ def check_sweep(folder: Path, docs: Mapping[str, Document], findings: Findings) 
     baseline: Mapping[str, Any] = baseline_doc.data if isinstance(baseline_doc.data,
                                                                    Mapping) else {}
     _check_keys(sweep_doc, baseline, findings)
+    check_tpe(docs, findings)
     derived_ok = _check_derived(sweep_doc, findings)
     ranges_ok = _check_ranges(sweep_doc, findings)
     if not (derived_ok and ranges_ok):

@@ -248,6 +248,27 @@ def random_draws(sweep: Mapping[str, Any], start: int, count: int) -> list[dict[
     return points[start:]
 
 
+def point_key(sweep: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    """Identity of a parameter point (the swept keys only), to spot repeats."""
+    return canonical_json({str(k): values.get(k) for k in sweep.get("parameters") or {}})
+
+
+def fresh_draws(sweep: Mapping[str, Any], known: set[str], count: int) -> list[dict[str, Any]]:
+    """``tpe`` startup: the first ``count`` draws of the random stream that are not in
+    ``known`` (point keys) nor repeat each other; ``known`` gains them. Told startup
+    points are themselves early draws, so each round walks the same stream on."""
+    walked = (count + len(known)) * 20  # a small discrete space may run out of points
+    taken: list[dict[str, Any]] = []
+    for point in random_draws(sweep, 0, walked if count else 0):
+        if len(taken) == count:
+            break
+        key = point_key(sweep, point)
+        if key not in known:
+            known.add(key)
+            taken.append(point)
+    return taken
+
+
 def _random(sweep: Mapping[str, Any], count: int) -> list[tuple[dict[str, Any], Key]]:
     return [(point, ("parameters",)) for point in random_draws(sweep, 0, count)]
 
@@ -263,7 +284,8 @@ def raw_points(sweep: Mapping[str, Any]) -> list[tuple[dict[str, Any], Key]]:
     if strategy == "list":
         return _listed(sweep)
     if strategy == "tpe":
-        return _random(sweep, first_round_size(sweep))
+        raise SweepError("tpe points depend on the baseline: use tpe_first_round",
+                         ("strategy",))
     raise SweepError(f"unknown strategy {strategy!r}; use one of: {', '.join(STRATEGIES)}",
                      ("strategy",))
 
@@ -305,7 +327,16 @@ def resolve_points(baseline: Mapping[str, Any], sweep: Mapping[str, Any],
     if total > limit:
         raise SweepError(f"the sweep makes {total} trials; sweepctl expands at most {limit}",
                          ("strategy",), "budget-max-trials")
-    return _resolve_all(baseline, sweep, [({}, ()), *raw_points(sweep)])
+    raw = (tpe_first_round(baseline, sweep) if sweep.get("strategy") == "tpe"
+           else raw_points(sweep))
+    return _resolve_all(baseline, sweep, [({}, ()), *raw])
+
+
+def tpe_first_round(baseline: Mapping[str, Any],
+                    sweep: Mapping[str, Any]) -> list[tuple[dict[str, Any], Key]]:
+    """``tpe`` round 1: fresh random draws (not the baseline's point, no repeats)."""
+    known = {point_key(sweep, {**baseline})}
+    return [(p, ("parameters",)) for p in fresh_draws(sweep, known, first_round_size(sweep))]
 
 
 def _resolve_all(baseline: Mapping[str, Any], sweep: Mapping[str, Any],

@@ -7,7 +7,8 @@ from git and MLflow alone:
   random stream, exactly as ``strategy: random`` draws them: there is nothing to learn
   from yet, and validate and plan can show round 1 without importing Optuna.
 * After that, an in-memory Optuna study with a ``TPESampler`` is built each time. The
-  sampler's seed comes from the sweep's ``seed`` and the number of trials told; told
+  sampler's seed comes from the sweep's ``seed`` and the number of trials told (that
+  fit the space); told
   trials are added sorted by trial id (COMPLETE with their value, FAIL, PRUNED, RUNNING)
   so the order MLflow returns runs in does not matter. ``constant_liar`` makes RUNNING
   trials (and the ones asked earlier in the same round) count as bad results, which
@@ -36,7 +37,8 @@ from sweepctl.sweep.expand import (
     SIGNIFICANT_DIGITS,
     SweepError,
     count_points,
-    random_draws,
+    fresh_draws,
+    point_key,
     startup_size,
 )
 from sweepctl.sweep.identity import canonical_json
@@ -75,10 +77,6 @@ def space(sweep: Mapping[str, Any]) -> dict[str, Any]:
     """The sweep's parameters in spec order: a distribution mapping or a constant."""
     params: Mapping[str, Any] = sweep.get("parameters") or {}
     return {str(k): ({"choices": v} if isinstance(v, list) else v) for k, v in params.items()}
-
-
-def _point_key(point: Mapping[str, Any]) -> str:
-    return canonical_json(dict(point))
 
 
 def _full_point(params: Mapping[str, Any], baseline: Mapping[str, Any],
@@ -149,16 +147,11 @@ def propose(sweep: Mapping[str, Any], baseline: Mapping[str, Any], told: Sequenc
         return []
     kept = fitting(sweep, baseline, told)
     used = sum(1 for t, _ in kept if t.params and t.replicate == 0)
-    known = {_point_key(p) for _, p in kept}
-    known.add(_point_key(_full_point({}, baseline, list(space(sweep)))))
-    proposals: list[dict[str, Any]] = []
-    for point in random_draws(sweep, used, max(0, min(n, startup_size(sweep) - used))):
-        if _point_key(point) not in known:
-            known.add(_point_key(point))
-            proposals.append(point)
+    known = {point_key(sweep, p) for _, p in kept} | {point_key(sweep, {**baseline})}
+    proposals = fresh_draws(sweep, known, max(0, min(n, startup_size(sweep) - used)))
     if len(proposals) < n:
         proposals += _ask(sweep, kept, proposals, known, objective, n - len(proposals),
-                          seed=_seed(sweep, len(told)))
+                          seed=_seed(sweep, len(kept)))
     return proposals
 
 
@@ -187,11 +180,11 @@ def _ask(sweep: Mapping[str, Any], kept: Sequence[tuple[Told, dict[str, Any]]],
             trial = study.ask(dists)
             point = {k: (_snap(trial.params[k], dims[k]) if k in dists else dims[k])
                      for k in dims}
-            if _point_key(point) in known:
+            if point_key(sweep, point) in known:
                 # known: tell it as a failure so the sampler moves on instead of repeating
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
-            known.add(_point_key(point))
+            known.add(point_key(sweep, point))
             asked.append(point)
     return asked
 
