@@ -75,7 +75,7 @@ def test_budget_is_the_whole_search_not_the_first_round() -> None:
 
     assert count_trials(tpe_sweep(trials=12)) == 12
     assert count_trials(tpe_sweep(trials=12, replicates=2)) == 24
-    with pytest.raises(SweepError, match="makes 12 trials.*max_trials is 10"):
+    with pytest.raises(SweepError, match=r"makes 12 trials.*max_trials is 10"):
         expand(experiment(tpe_sweep(trials=12), max_trials=10), IMAGE)
 
 
@@ -194,3 +194,15 @@ def test_validate_and_expand_never_import_optuna() -> None:
               "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
               "assert 'optuna' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True)
+
+
+def test_failed_and_pruned_trials_are_told_and_steer_the_study() -> None:
+    sweep = tpe_sweep(trials=10)
+    first = expand(experiment(sweep), IMAGE)
+    complete = told(first)
+    pruned = told(first[:1]) + [Told(t.params, "PRUNED", 3.0, t.trial_id) for t in first[1:]]
+    failed = told(first[:1]) + told(first[1:], "FAIL")
+    rounds = [propose(sweep, BASELINE, known, MINIMIZE, n=2)
+              for known in (complete, pruned, failed)]
+    assert all(len(r) == 2 for r in rounds)
+    assert rounds[0] != rounds[1] and rounds[0] != rounds[2]

@@ -198,7 +198,7 @@ def _frozen(state: State, value: float | None, point: Mapping[str, Any],
     if state == "COMPLETE" and not _finite(value):
         state = "FAIL"  # a finished run without a usable objective tells nothing
     if state == "PRUNED":
-        steps = {0: float(value)} if _finite(value) else None
+        steps = {0: value} if value is not None and math.isfinite(value) else None
         return optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params=params,
                                          distributions=dict(dists), intermediate_values=steps)
     return optuna.trial.create_trial(state=optuna.trial.TrialState[state], params=params,

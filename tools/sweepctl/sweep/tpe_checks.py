@@ -80,18 +80,16 @@ def _check_budget(sweep_doc: Document, experiment: Mapping[str, Any],
     except SweepError:
         return  # replicates is invalid: checks.py reports it
     max_trials = budget.get("max_trials")
-    over_trials = isinstance(max_trials, int) and count > max_trials
-    if over_trials and shown <= max_trials:
+    if isinstance(max_trials, int) and count > max_trials >= shown:
         _error(sweep_doc, ("trials",), f"the search may run {count} trials (baseline and "
                f"replicates included); budget.max_trials in experiment.yaml is {max_trials}",
                "budget-max-trials", findings, at_key=True)
     hours, per_trial = budget.get("gpu_hours"), budget.get("hours_per_trial")
-    if isinstance(hours, int | float) and isinstance(per_trial, int | float):
-        if count * per_trial > hours >= shown * per_trial:
-            _error(sweep_doc, ("trials",), f"{count} trials x {per_trial:g} h = "
-                   f"{count * per_trial:g} GPU-hours for the whole search; budget.gpu_hours "
-                   f"in experiment.yaml is {hours:g}", "budget-gpu-hours", findings,
-                   at_key=True)
+    if (isinstance(hours, int | float) and isinstance(per_trial, int | float)
+            and count * per_trial > hours >= shown * per_trial):
+        _error(sweep_doc, ("trials",), f"{count} trials x {per_trial:g} h = "
+               f"{count * per_trial:g} GPU-hours for the whole search; budget.gpu_hours "
+               f"in experiment.yaml is {hours:g}", "budget-gpu-hours", findings, at_key=True)
 
 
 def _check_early_stop(sweep_doc: Document, baseline: Mapping[str, Any],
