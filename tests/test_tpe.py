@@ -206,3 +206,32 @@ def test_failed_and_pruned_trials_are_told_and_steer_the_study() -> None:
               for known in (complete, pruned, failed)]
     assert all(len(r) == 2 for r in rounds)
     assert rounds[0] != rounds[1] and rounds[0] != rounds[2]
+
+
+def test_mlflow_status_tags_and_plan_note() -> None:
+    from sweepctl.sweep.tpe import TAG_PROPOSAL, TAG_ROUND, plan_note, round_tags, state_of
+
+    assert [state_of(s) for s in ("FINISHED", "FAILED", "KILLED", "RUNNING", "SCHEDULED")] == [
+        "COMPLETE", "FAIL", "FAIL", "RUNNING", "RUNNING"]
+    assert state_of("FINISHED", pruned=True) == "PRUNED"
+    tags = round_tags(2, {"lora_rank": 16, "learning_rate": 1.5e-4})
+    assert tags == {TAG_ROUND: "2", TAG_PROPOSAL: '{"learning_rate":0.00015,"lora_rank":16}'}
+    assert plan_note(tpe_sweep(trials=12)) == (
+        "up to 9 more trial(s), proposed by TPE as results arrive (2 per launch; the search "
+        "stops early when objective.target is met)")
+    assert plan_note(tpe_sweep(trials=3)).startswith("no later rounds")
+
+
+def test_three_launches_spend_a_six_trial_budget_and_a_fourth_proposes_nothing() -> None:
+    sweep = tpe_sweep(trials=6)
+    no_target = Objective("eval_loss", "minimize", None)
+    trials = expand(experiment(sweep), IMAGE)            # launch 1: baseline + round 1
+    for _ in range(2):                                    # launches 2 and 3
+        known = told(trials)
+        n = round_size(sweep, known, no_target)
+        points = propose(sweep, BASELINE, known, no_target, n=n)
+        trials += trials_for_points(experiment(sweep), IMAGE, points, len(trials))
+    assert len(trials) == 6 and len({t.trial_id for t in trials}) == 6
+    assert [t.index for t in trials] == list(range(6))
+    assert finished(sweep, told(trials), no_target) == "budget spent"
+    assert round_size(sweep, told(trials), no_target) == 0    # launch 4

@@ -37,6 +37,7 @@ from sweepctl.sweep.expand import (
     SIGNIFICANT_DIGITS,
     SweepError,
     count_points,
+    first_round_size,
     fresh_draws,
     point_key,
     startup_size,
@@ -71,6 +72,30 @@ class Told:
     @property
     def label(self) -> str:
         return self.name or self.trial_id
+
+
+def state_of(status: str, *, pruned: bool = False) -> State:
+    """How a run's MLflow status is told: FINISHED is COMPLETE (PRUNED when the runner
+    stopped it early), FAILED and KILLED are FAIL, anything else is still RUNNING."""
+    if status == "FINISHED":
+        return "PRUNED" if pruned else "COMPLETE"
+    return "FAIL" if status in ("FAILED", "KILLED") else "RUNNING"
+
+
+def round_tags(round_number: int, point: Mapping[str, Any]) -> dict[str, str]:
+    """The MLflow tags of a trial proposed in round ``round_number`` (1 = expand's)."""
+    return {TAG_ROUND: str(round_number), TAG_PROPOSAL: canonical_json(dict(point))}
+
+
+def plan_note(sweep: Mapping[str, Any]) -> str:
+    """What ``plan`` says after the first round's trials."""
+    later = (count_points(sweep) - first_round_size(sweep)) * _positive(
+        sweep.get("replicates"), 1)
+    batch = _positive(sweep.get("batch"), 1)
+    if later <= 0:
+        return "no later rounds: the first round spends the budget"
+    return (f"up to {later} more trial(s), proposed by TPE as results arrive "
+            f"({batch} per launch; the search stops early when objective.target is met)")
 
 
 def space(sweep: Mapping[str, Any]) -> dict[str, Any]:
