@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sweepctl.spec.model import Budget, Dataset, Experiment, Objective
 from sweepctl.sweep.expand import expand, random_draws, trials_for_points
-from sweepctl.sweep.tpe import Told, finished, propose, round_size
+from sweepctl.sweep.tpe import State, Told, finished, propose, round_size
 from sweepctl.sweep.trial import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +48,9 @@ def loss(trial: Trial) -> float:
         math.log2(trial.config["lora_rank"]) - 5) ** 2 / 10
 
 
-def told(trials: list[Trial], state: str = "COMPLETE", shift: float = 0.0) -> list[Told]:
-    return [Told(t.params, state, loss(t) + shift if state == "COMPLETE" else None,  # type: ignore[arg-type]
-                 t.trial_id, t.replicate, t.name) for t in trials]
+def told(trials: list[Trial], state: State = "COMPLETE") -> list[Told]:
+    return [Told(t.params, state, loss(t) if state == "COMPLETE" else None, t.trial_id,
+                 t.replicate, t.name) for t in trials]
 
 
 def next_round(sweep: dict[str, Any], known: list[Told], start: int) -> list[Trial]:
