@@ -177,3 +177,41 @@ def test_expansion_is_deterministic(seed: int, n: int) -> None:
     assert first == expand(experiment(sweep), IMAGE)
     assert len({t.trial_id for t in first}) == len(first)
     assert len({t.name for t in first}) == len(first)
+
+
+TPE = {"strategy": "tpe", "trials": 8, "batch": 2, "seed": 3,
+       "parameters": {"learning_rate": {"distribution": "log_uniform", "low": 1e-5,
+                                        "high": 3e-4}, "lora_rank": {"choices": [8, 16, 32]}},
+       "derived": {"lora_alpha": "2 * lora_rank"}}
+
+
+def test_tpe_expands_to_the_baseline_and_the_first_round_only() -> None:
+    from sweepctl.sweep.expand import count_trials
+
+    trials = expand(experiment(TPE), IMAGE)
+    assert [t.index for t in trials] == [0, 1, 2] and trials[0].is_baseline
+    assert count_trials(TPE) == 8  # the budget counts every round
+    assert trials == expand(experiment(TPE), IMAGE)
+
+
+def test_trials_for_points_is_the_path_expand_takes() -> None:
+    from sweepctl.sweep.expand import trials_for_points
+
+    first = expand(experiment(TPE), IMAGE)
+    points = [{k: t.config[k] for k in ("learning_rate", "lora_rank")} for t in first[1:]]
+    again = trials_for_points(experiment(TPE), IMAGE, points, 1)
+    assert [(t.index, t.trial_id, t.name, t.params) for t in again] == [
+        (t.index, t.trial_id, t.name, t.params) for t in first[1:]]
+    # the baseline's own point and a repeat are dropped, as expand drops them
+    base = {"learning_rate": 1e-4, "lora_rank": 8}
+    assert (trials_for_points(experiment(TPE), IMAGE, [base, points[0], points[0]], 5)
+            == trials_for_points(experiment(TPE), IMAGE, [points[0]], 5))
+
+
+def test_trials_for_points_applies_replicates() -> None:
+    from sweepctl.sweep.expand import trials_for_points
+
+    sweep = {**TPE, "replicates": 2}
+    trials = trials_for_points(experiment(sweep), IMAGE, [{"lora_rank": 16}], 4)
+    assert [(t.index, t.replicate, t.config["seed"], t.config["lora_alpha"])
+            for t in trials] == [(4, 0, 42, 32), (5, 1, 43, 32)]

@@ -32,6 +32,7 @@ from sweepctl.sweep.expand import (
     resolve_points,
 )
 from sweepctl.sweep.identity import format_value
+from sweepctl.sweep.tpe_checks import check_tpe
 
 
 def _value_mark(doc: Document, key: Key, col: int | None) -> Mark:
@@ -250,6 +251,7 @@ def check_sweep(folder: Path, docs: Mapping[str, Document], findings: Findings) 
                                                                    Mapping) else {}
     _check_keys(sweep_doc, baseline, findings)
     _check_values(sweep_doc, findings)
+    check_tpe(docs, findings)
     derived_ok = _check_derived(sweep_doc, findings)
     ranges_ok = _check_ranges(sweep_doc, findings)
     if not (derived_ok and ranges_ok):

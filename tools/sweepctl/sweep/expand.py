@@ -19,6 +19,11 @@ Decisions (design.md "The experiment folder" leaves them open):
 * ``derived`` values are computed per trial from the resolved config (a parameter the
   point does not set takes the baseline's value).
 * ``budget.max_trials`` counts every trial that will exist: baseline and replicates too.
+* ``tpe``: ``trials`` is the whole budget, baseline included. ``expand`` shows the
+  baseline and the first round only; that round has nothing to learn from, so it is
+  drawn exactly like ``random`` with the same seed (no Optuna on the validate and plan
+  path). Later rounds come from ``sweep/tpe.py`` and become trials through
+  ``trials_for_points``, the same path as here.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ Key = tuple[str | int, ...]
 # refused in microseconds, not expanded into a trillion dicts.
 MAX_POINTS = 10_000
 SIGNIFICANT_DIGITS = 4
-STRATEGIES = ("grid", "one-at-a-time", "random", "list")
+STRATEGIES = ("grid", "one-at-a-time", "random", "list", "tpe")
 
 
 class SweepError(SweepctlError):
@@ -136,6 +141,8 @@ def count_points(sweep: Mapping[str, Any]) -> int:
         return int(trials) if isinstance(trials, int) and not isinstance(trials, bool) else 0
     if strategy == "list":
         return len(trials) if isinstance(trials, list) else 0
+    if strategy == "tpe":
+        return _whole(trials) - 1 if _whole(trials) else 0
     raise SweepError(f"unknown strategy {strategy!r}; use one of: {', '.join(STRATEGIES)}",
                      ("strategy",))
 
@@ -143,6 +150,22 @@ def count_points(sweep: Mapping[str, Any]) -> int:
 def count_trials(sweep: Mapping[str, Any]) -> int:
     """Upper bound on the trials (baseline and replicates included), cheap to compute."""
     return (count_points(sweep) + 1) * _replicates(sweep)
+
+
+def _whole(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def first_round_size(sweep: Mapping[str, Any]) -> int:
+    """``tpe``: points proposed by the first launch, before any result is known."""
+    batch = _whole(sweep.get("batch")) or 1
+    parallel = _whole(sweep.get("max_parallel")) or batch
+    return max(0, min(batch, count_points(sweep), parallel))
+
+
+def startup_size(sweep: Mapping[str, Any]) -> int:
+    """``tpe``: how many points are drawn at random before TPE takes over (>= round 1)."""
+    return max(_whole(sweep.get("startup_trials")), first_round_size(sweep))
 
 
 def _replicates(sweep: Mapping[str, Any]) -> int:
@@ -212,16 +235,42 @@ def draw_value(rng: random.Random, key: str, spec: Any) -> Any:
                      "int_uniform, or choices)", where, "sweep-range")
 
 
-def _random(sweep: Mapping[str, Any]) -> list[tuple[dict[str, Any], Key]]:
+def random_draws(sweep: Mapping[str, Any], start: int, count: int) -> list[dict[str, Any]]:
+    """Draws ``start`` .. ``start + count - 1`` of the sweep's seeded random stream."""
     seed = sweep.get("seed", 0)
     rng = random.Random(seed if isinstance(seed, int) else str(seed))
     params: Mapping[str, Any] = sweep.get("parameters") or {}
-    points: list[tuple[dict[str, Any], Key]] = []
-    for _ in range(count_points(sweep)):
+    points: list[dict[str, Any]] = []
+    for _ in range(start + count):
         drawn = {key: draw_value(rng, key, params[key]) for key in sorted(params)}
         # present them in spec order; the draw order above is what must stay stable
-        points.append(({key: drawn[key] for key in params}, ("parameters",)))
-    return points
+        points.append({key: drawn[key] for key in params})
+    return points[start:]
+
+
+def point_key(sweep: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    """Identity of a parameter point (the swept keys only), to spot repeats."""
+    return canonical_json({str(k): values.get(k) for k in sweep.get("parameters") or {}})
+
+
+def fresh_draws(sweep: Mapping[str, Any], known: set[str], count: int) -> list[dict[str, Any]]:
+    """``tpe`` startup: the first ``count`` draws of the random stream that are not in
+    ``known`` (point keys) nor repeat each other; ``known`` gains them. Told startup
+    points are themselves early draws, so each round walks the same stream on."""
+    walked = (count + len(known)) * 20  # a small discrete space may run out of points
+    taken: list[dict[str, Any]] = []
+    for point in random_draws(sweep, 0, walked if count else 0):
+        if len(taken) == count:
+            break
+        key = point_key(sweep, point)
+        if key not in known:
+            known.add(key)
+            taken.append(point)
+    return taken
+
+
+def _random(sweep: Mapping[str, Any], count: int) -> list[tuple[dict[str, Any], Key]]:
+    return [(point, ("parameters",)) for point in random_draws(sweep, 0, count)]
 
 
 def raw_points(sweep: Mapping[str, Any]) -> list[tuple[dict[str, Any], Key]]:
@@ -231,9 +280,12 @@ def raw_points(sweep: Mapping[str, Any]) -> list[tuple[dict[str, Any], Key]]:
     if strategy == "one-at-a-time":
         return _one_at_a_time(sweep)
     if strategy == "random":
-        return _random(sweep)
+        return _random(sweep, count_points(sweep))
     if strategy == "list":
         return _listed(sweep)
+    if strategy == "tpe":
+        raise SweepError("tpe points depend on the baseline: use tpe_first_round",
+                         ("strategy",))
     raise SweepError(f"unknown strategy {strategy!r}; use one of: {', '.join(STRATEGIES)}",
                      ("strategy",))
 
@@ -271,13 +323,27 @@ def _changes(baseline: Mapping[str, Any], config: Mapping[str, Any],
 def resolve_points(baseline: Mapping[str, Any], sweep: Mapping[str, Any],
                    limit: int = MAX_POINTS) -> list[Point]:
     """Every point, baseline first, resolved, with duplicates marked (not removed)."""
-    replicates = _replicates(sweep)
     total = count_trials(sweep)
     if total > limit:
         raise SweepError(f"the sweep makes {total} trials; sweepctl expands at most {limit}",
                          ("strategy",), "budget-max-trials")
+    raw = (tpe_first_round(baseline, sweep) if sweep.get("strategy") == "tpe"
+           else raw_points(sweep))
+    return _resolve_all(baseline, sweep, [({}, ()), *raw])
+
+
+def tpe_first_round(baseline: Mapping[str, Any],
+                    sweep: Mapping[str, Any]) -> list[tuple[dict[str, Any], Key]]:
+    """``tpe`` round 1: fresh random draws (not the baseline's point, no repeats)."""
+    known = {point_key(sweep, {**baseline})}
+    return [(p, ("parameters",)) for p in fresh_draws(sweep, known, first_round_size(sweep))]
+
+
+def _resolve_all(baseline: Mapping[str, Any], sweep: Mapping[str, Any],
+                 points: Sequence[tuple[Mapping[str, Any], Key]]) -> list[Point]:
+    """Derived keys, replicates and duplicate marks for ``points`` in order."""
+    replicates = _replicates(sweep)
     derived = parse_derived(sweep)
-    points: list[tuple[dict[str, Any], Key]] = [({}, ()), *raw_points(sweep)]
     if replicates > 1 and "seed" not in baseline and not any("seed" in v for v, _ in points):
         raise SweepError(f"replicates: {replicates} needs a seed in baseline.yaml (replicates "
                          "run with seed, seed+1, ...)", ("replicates",), "replicates-need-seed")
@@ -315,15 +381,34 @@ def expand(experiment: Experiment, image: str, *, enforce_budget: bool = True) -
     """The experiment's trials, baseline first, duplicates dropped, ids assigned.
 
     ``enforce_budget=False`` is for ``plan``, which shows an over-budget sweep as such.
+    For ``tpe`` the budget counted is ``trials`` (all rounds), not the first round.
     """
     points = [p for p in resolve_points(experiment.baseline, experiment.sweep)
               if p.duplicate_of is None]
-    if enforce_budget and len(points) > experiment.budget.max_trials:
-        raise SweepError(f"{experiment.name}: the sweep makes {len(points)} trials (baseline "
+    count = (count_trials(experiment.sweep) if experiment.sweep.get("strategy") == "tpe"
+             else len(points))
+    if enforce_budget and count > experiment.budget.max_trials:
+        raise SweepError(f"{experiment.name}: the sweep makes {count} trials (baseline "
                          f"and replicates included); budget.max_trials is "
                          f"{experiment.budget.max_trials}", ("strategy",), "budget-max-trials")
+    return _trials(experiment, image, points, 0)
+
+
+def trials_for_points(experiment: Experiment, image: str,
+                      points: Sequence[Mapping[str, Any]], start_index: int) -> list[Trial]:
+    """Trials for proposed points (``tpe`` rounds): derived keys, replicates and ids as in
+    ``expand``; indexes count on from ``start_index``. A point equal to the baseline or
+    to an earlier point of ``points`` is dropped, as ``expand`` drops it."""
+    resolved = _resolve_all(experiment.baseline, experiment.sweep,
+                            [({}, ()), *((dict(p), ("parameters",)) for p in points)])
+    fresh = [p for p in resolved[_replicates(experiment.sweep):] if p.duplicate_of is None]
+    return _trials(experiment, image, fresh, start_index)
+
+
+def _trials(experiment: Experiment, image: str, points: Sequence[Point],
+            start_index: int) -> list[Trial]:
     trials = []
-    for index, point in enumerate(points):
+    for index, point in enumerate(points, start_index):
         ident = trial_id(point.config, image, experiment.dataset.sha256)
         label = slug(point.changes)
         trials.append(Trial(index=index, slug=label, params=dict(point.changes),
