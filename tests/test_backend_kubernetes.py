@@ -11,7 +11,7 @@ from kube_emulator import RunningEmulator, running_emulator
 from sweepctl.backends import Outcome, Unit
 from sweepctl.backends.kubernetes import KubernetesBackend, with_queue
 from sweepctl.clients.kube_api import RetryPolicy, configuration_for_host
-from sweepctl.render.kubernetes import ANNOTATION_SPEC_HASH, LABEL_EXPERIMENT, LABEL_TRIAL_ID
+from sweepctl.render.labels import ANNOTATION_SPEC_HASH, LABEL_EXPERIMENT, LABEL_TRIAL_ID
 from sweepctl.sweep.trial import Trial
 
 NS = "ml"

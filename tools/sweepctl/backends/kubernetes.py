@@ -1,11 +1,17 @@
 """The Kubernetes backend: each trial is a ConfigMap plus a batch/v1 Job.
 
-Creating a trial is create-only and idempotent: ConfigMap, then Job. A 409 means the
-object is already there; its ``sweepctl.io/spec-hash`` annotation says whether it is
-the same work (already running) or another spec under the same name (reported as
-changed, never mutated: a Job's pod template is immutable, and silently replacing a
-running trial would lose work). A Job is immutable and stays after it failed, so a
-failed trial is reported ("delete it to retry") until its TTL removes it.
+Creating a trial is create-only and idempotent: the Job first, then its ConfigMap (and a
+multi-node trial's headless Service) owned by the Job, so Kubernetes' garbage collector
+removes them with it (see render/kubernetes.py for why this order). A 409 on the Job
+means it is already there; its ``sweepctl.io/spec-hash`` annotation says whether it is
+the same work (already running; its owned objects are still ensured, so a launch that
+died between the two creates is completed) or another spec under the same name (reported
+as changed, never mutated: a Job's pod template is immutable, and silently replacing a
+running trial would lose work). A 409 on the ConfigMap is compared by its data hash
+against the Job's pod template: a ConfigMap someone else created first under the trial's
+name is foreign, and the Job that would mount it is deleted at once (its pod's own start
+check would refuse it anyway). A Job is immutable and stays after it failed, so a failed
+trial is reported ("delete it to retry") until its TTL removes it.
 
 ``max_parallel`` is left to the cluster, never to a process that polls:
 - with ``kubernetes.queue`` (Kueue), every Job carries the LocalQueue label and is
@@ -40,12 +46,15 @@ from sweepctl.backends import (
 from sweepctl.clients.kube_api import KubeApi, KubeConflict, RetryPolicy
 from sweepctl.clients.mlflow_store import safe_uri
 from sweepctl.errors import KubernetesError
-from sweepctl.render.kubernetes import (
+from sweepctl.render.kubernetes import config_data_hash, owned_by
+from sweepctl.render.labels import (
+    ANNOTATION_CONFIG_HASH,
     ANNOTATION_SPEC_HASH,
     LABEL_EXPERIMENT,
     LABEL_QUEUE,
     LABEL_TRIAL_ID,
     MANAGED_BY,
+    MANAGED_BY_VALUE,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +98,12 @@ def _observed(job: Mapping[str, Any]) -> Observed | None:
                     detail=_condition_text(job))
 
 
+def _config_hash(job: Mapping[str, Any]) -> str | None:
+    template = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    value = (template.get("annotations") or {}).get(ANNOTATION_CONFIG_HASH)
+    return str(value) if value else None
+
+
 def with_queue(job: Mapping[str, Any], queue: str | None, suspend: bool) -> dict[str, Any]:
     """The Job as created: the Kueue label when a queue is set, and ``spec.suspend``."""
     out: dict[str, Any] = json.loads(json.dumps(job))
@@ -126,7 +141,7 @@ class KubernetesBackend:
         """experiment -> trial id -> Job, for these experiments' Jobs in one namespace."""
         wanted = set(experiments)
         selector = (f"{LABEL_EXPERIMENT}={next(iter(wanted))}" if len(wanted) == 1
-                    else f"{MANAGED_BY}=sweepctl")
+                    else f"{MANAGED_BY}={MANAGED_BY_VALUE}")
         found: dict[str, dict[str, Observed]] = {name: {} for name in wanted}
         for job in self.api.list_jobs(namespace, selector):
             labels = (job.get("metadata") or {}).get("labels") or {}
@@ -228,39 +243,67 @@ class KubernetesBackend:
         return [results[unit.trial_id] for unit in units]
 
     def _apply_one(self, namespace: str, unit: Unit) -> TrialResult:
+        *owned, job = unit.payload
         try:
-            retried_any = False
-            for manifest in unit.payload:
-                try:
-                    _, retried = self.api.create(namespace, manifest)
-                    retried_any = retried_any or retried
-                    continue
-                except KubeConflict as conflict:
-                    retried_any = retried_any or conflict.retried
-                    verdict = self._existing(namespace, unit, manifest, conflict.retried)
-                if verdict is not None:
-                    return verdict
+            created, verdict = self._create_job(namespace, unit, job)
+            if verdict is not None and verdict.outcome == Outcome.CHANGED:
+                return verdict
+            uid = str((created.get("metadata") or {}).get("uid") or "")
+            expected = _config_hash(created) or _config_hash(job)
+            for manifest in owned:
+                foreign = self._create_owned(namespace, unit, manifest, uid, expected)
+                if foreign is not None:
+                    return foreign
+            if verdict is not None:
+                return verdict
             detail = "dry run (server-side)" if self.dry_run else (
-                "created (after retries)" if retried_any else "")
+                "created (after retries)" if created.get("_retried") else "")
             return TrialResult(unit.trial_id, unit.name, Outcome.LAUNCHED, detail)
         except KubernetesError as exc:
             return TrialResult(unit.trial_id, unit.name, Outcome.FAILED, str(exc.args[0]))
 
-    def _existing(self, namespace: str, unit: Unit, manifest: Mapping[str, Any],
-                  retried: bool) -> TrialResult | None:
-        """What a 409 means: another spec (changed), the trial already running, or our own
-        create whose answer was lost (None: carry on)."""
-        kind, name = str(manifest["kind"]), manifest["metadata"]["name"]
-        existing = self.api.read(namespace, kind, name)
+    def _create_job(self, namespace: str, unit: Unit, job: Mapping[str, Any]
+                    ) -> tuple[dict[str, Any], TrialResult | None]:
+        """(the Job as stored, None when it is ours and new | RUNNING | CHANGED)."""
+        try:
+            created, retried = self.api.create(namespace, job)
+            return {**created, "_retried": retried}, None
+        except KubeConflict:
+            existing = self.api.read(namespace, "Job", job["metadata"]["name"])
         theirs = ((existing.get("metadata") or {}).get("annotations") or {}).get(
             ANNOTATION_SPEC_HASH)
         if theirs != unit.spec_hash:
-            return TrialResult(unit.trial_id, unit.name, Outcome.CHANGED,
-                               f"{kind} {name} exists with spec {theirs}, git has "
-                               f"{unit.spec_hash}; left untouched (delete it to re-run)")
-        if kind == "Job" and not retried:
-            return TrialResult(unit.trial_id, unit.name, Outcome.RUNNING, _phase(existing))
-        return None
+            return existing, TrialResult(
+                unit.trial_id, unit.name, Outcome.CHANGED,
+                f"Job {job['metadata']['name']} exists with spec {theirs}, git has "
+                f"{unit.spec_hash}; left untouched (delete it to re-run)")
+        if ours:  # our own create, whose answer was lost
+            return {**existing, "_retried": True}, None
+        return existing, TrialResult(unit.trial_id, unit.name, Outcome.RUNNING,
+                                     _phase(existing))
+
+    def _create_owned(self, namespace: str, unit: Unit, manifest: Mapping[str, Any],
+                      uid: str, expected_hash: str | None) -> TrialResult | None:
+        """Create a ConfigMap/Service owned by the Job; a foreign one under the trial's
+        name deletes the Job and fails the trial (never mounted, never selected)."""
+        kind, name = str(manifest["kind"]), manifest["metadata"]["name"]
+        try:
+            self.api.create(namespace, owned_by(manifest, name, uid) if uid else manifest)
+            return None
+        except KubeConflict:
+            existing = self.api.read(namespace, kind, name)
+        if kind == "ConfigMap":
+            same = config_data_hash(existing) == expected_hash
+        else:
+            same = (existing.get("spec") or {}).get("selector") == \
+                (manifest.get("spec") or {}).get("selector")
+        if same:
+            return None
+        self.api.delete(namespace, "Job", name)
+        return TrialResult(unit.trial_id, unit.name, Outcome.FAILED,
+                           f"{kind} {name} exists and is not this trial's (its content "
+                           "differs); the Job was deleted so it never mounts it; delete the "
+                           f"{kind} to re-run")
 
     def resume(self, namespace: str, names: Sequence[str]) -> list[str]:
         """Unsuspend these Jobs (spec.suspend only); returns the names that failed."""
