@@ -91,7 +91,8 @@ def test_digest_can_be_required() -> None:
 
 def test_setting_what_defaults_already_say_widens_nothing() -> None:
     runtime = {"kubernetes": {"namespace": "llm-training", "queue": "gpu-a100",
-                              "image": "ghcr.io/example/train:1", "storage": {"pvc": "llm-storage"}},
+                              "image": "ghcr.io/example/train:1",
+                              "storage": {"pvc": "llm-storage"}},
                "mlflow": {"tracking_uri": "http://mlflow:5000"}}
     assert _refusals(runtime) == []
     # without a defaults.yaml there is nothing to equal: the built-in defaults are not a grant

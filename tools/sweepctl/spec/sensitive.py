@@ -93,7 +93,8 @@ def _where(key: Key) -> str:
 
 
 # Secret *references* (a Secret's name) are governed by the policy, not secrets themselves.
-_REFERENCES: tuple[Key, ...] = (("runtime", "kubernetes", "secret_env"), ("kubernetes", "secret_env"))
+_REFERENCES: tuple[Key, ...] = (("runtime", "kubernetes", "secret_env"),
+                                ("kubernetes", "secret_env"))
 
 
 def check_secrets(doc: Document, findings: Findings) -> None:
