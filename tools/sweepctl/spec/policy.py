@@ -19,14 +19,18 @@ Decisions:
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from sweepctl.errors import SpecError
 from sweepctl.findings import Findings
-from sweepctl.runtime import deep_merge, defaults_path
+from sweepctl.runtime import deep_merge
 from sweepctl.spec.model import Experiment
 from sweepctl.spec.sensitive import token_kind
 from sweepctl.spec.yamlload import Document, Key, load_document
@@ -215,14 +219,26 @@ def read_defaults(folder: Path) -> Mapping[str, Any]:
     """defaults.yaml beside ``folder`` as plain data for the policy; {} (the strict default
     policy) when it is missing, a symlink (never read through) or broken (reported by
     validate on the file itself)."""
-    path = defaults_path(folder)
-    if path.is_symlink() or not path.is_file():
-        return {}
+    # abspath, not runtime.defaults_path's resolve(): the same file (a linked folder is
+    # refused) at a fraction of the cost, which validate pays once per folder
+    path = Path(os.path.abspath(folder)).parent / "defaults.yaml"
     try:
-        data = load_document(path).data
+        info = path.lstat()
+    except OSError:
+        return {}
+    if not stat.S_ISREG(info.st_mode):
+        return {}
+    # every folder of a repository shares one file: parse it once per version of it
+    return _parsed_defaults(str(path), info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+@lru_cache(maxsize=16)
+def _parsed_defaults(path: str, mtime_ns: int, size: int, inode: int) -> Mapping[str, Any]:
+    try:
+        data = load_document(Path(path)).data
     except SpecError:
         return {}
-    return data if isinstance(data, Mapping) else {}
+    return MappingProxyType(data) if isinstance(data, dict) else {}
 
 
 def check_policy(folder: Path, docs: Mapping[str, Document], schema_ok: Mapping[str, bool],

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sweepctl.findings import Findings
@@ -39,6 +39,8 @@ TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a password in a URL", re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")),
 )
 _RUN = re.compile(r"[A-Za-z0-9]{24,}")
+# one search that every token matches: most strings are short words and stop here
+_ANY = re.compile("|".join(pattern.pattern for _, pattern in TOKEN_FORMATS) + "|" + _RUN.pattern)
 MIN_ENTROPY = 4.0  # bits per character; random base62 of 24+ chars is ~4.3, words ~3.5
 
 # Key names that carry a secret (matched on the last part of the key, case-insensitive):
@@ -76,16 +78,6 @@ def token_kind(value: str) -> str | None:
     return None
 
 
-def _walk(data: Any, key: Key = ()) -> Iterator[tuple[Key, Any]]:
-    yield key, data
-    if isinstance(data, Mapping):
-        for name, value in data.items():
-            yield from _walk(value, (*key, name))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from _walk(value, (*key, index))
-
-
 def _where(key: Key) -> str:
     # a key may itself be the token (`hf_abc...: x`): name its place, never its text
     return ".".join("<hidden>" if isinstance(part, str) and token_kind(part) else str(part)
@@ -97,27 +89,45 @@ _REFERENCES: tuple[Key, ...] = (("runtime", "kubernetes", "secret_env"),
                                 ("kubernetes", "secret_env"))
 
 
+def _secret_key_finding(doc: Document, key: Key, findings: Findings) -> None:
+    mark = doc.key_mark(key)
+    findings.error(doc.path, mark.line, mark.col,
+                   f"{_where(key)} carries a secret; secrets never go into {doc.path.name} "
+                   "(they would be logged as MLflow params and stored in ConfigMaps): "
+                   "reference a Kubernetes Secret via kubernetes.secret_env in defaults.yaml",
+                   "secret-key")
+
+
+def _token_finding(doc: Document, key: Key, kind: str, in_key: bool, findings: Findings) -> None:
+    if in_key:
+        mark, what = doc.key_mark(key), f"a key in {_where(key[:-1]) or 'the document'}"
+    else:
+        mark, what = doc.mark(key), f"the value of {_where(key) or 'the document'}"
+    findings.error(doc.path, mark.line, mark.col, f"{what} looks like {kind}; remove it from "
+                   "the repository and revoke it", "secret-value")
+
+
 def check_secrets(doc: Document, findings: Findings) -> None:
-    """One finding per secret-bearing key and per token-like value; never the value."""
-    name = doc.path.name
-    for key, value in _walk(doc.data):
-        last = key[-1] if key else None
-        reference = any(key[:len(ref)] == ref for ref in _REFERENCES)
-        if isinstance(last, str) and is_secret_key(last) and not reference:
-            mark = doc.key_mark(key)
-            findings.error(doc.path, mark.line, mark.col,
-                           f"{_where(key)} carries a secret; secrets never go into {name} "
-                           "(they would be logged as MLflow params and stored in ConfigMaps): "
-                           "reference a Kubernetes Secret via kubernetes.secret_env in "
-                           "defaults.yaml", "secret-key")
-            continue  # the value under a secret key is not reported a second time
-        if isinstance(value, str) and (kind := token_kind(value)) is not None:
-            mark = doc.mark(key)
-            findings.error(doc.path, mark.line, mark.col,
-                           f"the value of {_where(key) or 'the document'} looks like {kind}; "
-                           "remove it from the repository and revoke it", "secret-value")
-        if isinstance(last, str) and (kind := token_kind(last)) is not None:
-            mark = doc.key_mark(key)
-            findings.error(doc.path, mark.line, mark.col,
-                           f"a key in {_where(key[:-1]) or 'the document'} looks like {kind}; "
-                           "remove it from the repository and revoke it", "secret-value")
+    """One finding per secret-bearing key and per token-like key or value; never the value.
+
+    An explicit stack, not recursion: this runs on every node of every file validate reads.
+    """
+    stack: list[tuple[Key, Any, bool]] = [((), doc.data, True)]
+    while stack:
+        key, value, check_value = stack.pop()
+        if isinstance(value, str):
+            if check_value and _ANY.search(value) and (kind := token_kind(value)) is not None:
+                _token_finding(doc, key, kind, False, findings)
+        elif isinstance(value, Mapping):
+            for name, child in value.items():
+                where = (*key, name)
+                secret = is_secret_key(name) and not any(
+                    where[:len(ref)] == ref for ref in _REFERENCES)
+                if secret:
+                    # the value under a secret key is not reported a second time
+                    _secret_key_finding(doc, where, findings)
+                elif _ANY.search(name) and (kind := token_kind(name)) is not None:
+                    _token_finding(doc, where, kind, True, findings)
+                stack.append((where, child, not secret))
+        elif isinstance(value, list):
+            stack.extend(((*key, index), child, check_value) for index, child in enumerate(value))
