@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sweepctl.backends import default_backend
+from sweepctl.errors import SpecError
 from sweepctl.runtime import (
     LocalRuntime,
     Runtime,
@@ -70,3 +71,17 @@ def test_defaults_are_found_from_inside_the_experiment_folder(
     (experiments / "defaults.yaml").write_text("kubernetes: {image: 'img:7'}\n")
     monkeypatch.chdir(experiments / "x")
     assert resolve_runtime(Path("."), {}).kubernetes.image == "img:7"
+
+
+def test_a_symlinked_defaults_yaml_is_refused_not_read(tmp_path: Path) -> None:
+    # every command resolves its runtime here: a linked file would swap the admin's policy
+    experiments = tmp_path / "experiments"
+    (experiments / "x").mkdir(parents=True)
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text("kubernetes: {service_account: cluster-admin}\n")
+    (experiments / "defaults.yaml").symlink_to(lenient)
+    with pytest.raises(SpecError) as caught:
+        resolve_runtime(experiments / "x", {})
+    assert str(caught.value) == (
+        f"{experiments / 'defaults.yaml'}:1:1: error: defaults.yaml is a symbolic link; it must "
+        "be a regular file (links are never followed) [symlink]")

@@ -90,6 +90,10 @@ def defaults_path(experiment_dir: Path) -> Path:
 
 
 def load_defaults(path: Path) -> dict[str, Any]:
+    if path.is_symlink():
+        # the admin's file: a link would let a PR point it at a copy it controls (issue 10)
+        raise SpecError("defaults.yaml is a symbolic link; it must be a regular file (links "
+                        "are never followed)", path, 1, 1, "symlink")
     if not path.is_file():
         return {}
     data = load_document(path).data

@@ -268,8 +268,9 @@ class KubernetesBackend:
         try:
             created, retried = self.api.create(namespace, job)
             return {**created, "_retried": retried}, None
-        except KubeConflict:
-            existing = self.api.read(namespace, "Job", job["metadata"]["name"])
+        except KubeConflict as conflict:
+            ours = conflict.retried
+        existing = self.api.read(namespace, "Job", job["metadata"]["name"])
         theirs = ((existing.get("metadata") or {}).get("annotations") or {}).get(
             ANNOTATION_SPEC_HASH)
         if theirs != unit.spec_hash:
