@@ -15,7 +15,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("mlflow", "kubernetes", "pandas", "git", "github", "matplotlib", "rich", "tabulate",
-         "numpy", "sqlalchemy")
+         "numpy", "sqlalchemy", "optuna")
 
 PROBE = """
 import json, sys
