@@ -203,6 +203,10 @@ class Workspace:
     def mlflow_requests(self) -> int:
         return sum(store.requests for store in self._stores.values())
 
+    def mlflow_calls(self, method: str) -> int:
+        """How many times this command called one MLflow client method (search_runs...)."""
+        return sum(store.calls[method] for store in self._stores.values())
+
     def run_index(self, uri: str, *, with_parents: bool = False) -> RunIndex:
         """The one index of the store at ``uri`` for this command (scanned on first use)."""
         cached = self._indexes.get(uri)

@@ -6,6 +6,7 @@ name. ``import mlflow`` costs ~1.3 s, so it happens inside the functions.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +111,7 @@ class MlflowStore:
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
         self.requests = 0
+        self.calls: Counter[str] = Counter()   # per client method (search_runs, ...)
         self._client: Any = None
 
     @property
@@ -120,6 +122,7 @@ class MlflowStore:
         if self._client is None:
             self._client = _client(self.tracking_uri)
         self.requests += 1
+        self.calls[fn_name] += 1
         try:
             return getattr(self._client, fn_name)(*args, **kwargs)
         except Exception as exc:
