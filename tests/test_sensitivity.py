@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
 from sweepctl.clients.mlflow_store import RunRecord
+from sweepctl.errors import SweepctlError
 from sweepctl.results.compare import Comparison, build_comparison
 from sweepctl.results.sensitivity import markdown_table, sensitivity, write_plots
 from sweepctl.spec.model import Objective
@@ -51,3 +53,98 @@ def test_one_png_per_parameter(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["learning_rate.png", "lora_rank.png"]
     for path in written:
         assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and path.stat().st_size > 5000
+
+
+def ofat_comparison() -> Comparison:
+    """The issue-13 sweep: one-at-a-time over learning_rate, lora_dropout and epochs."""
+    base = {"learning_rate": 1e-3, "lora_dropout": 0.0, "num_train_epochs": 1, "seed": 42}
+    points: list[tuple[dict[str, object], float]] = [
+        ({}, 6.06),
+        ({"learning_rate": 5e-4}, 6.04), ({"learning_rate": 2e-3}, 6.08),
+        ({"learning_rate": 5e-3}, 6.03),
+        ({"lora_dropout": 0.1}, 6.10), ({"lora_dropout": 0.2}, 6.15),
+        ({"num_train_epochs": 40}, 5.66),
+    ]
+    trials: list[Trial] = []
+    runs: list[RunRecord] = []
+    for index, (point, value) in enumerate(points):
+        tid = f"t{index}"
+        trials.append(Trial(index, f"p{index}", point, {**base, **point}, tid, f"x-{tid}"))
+        runs.append(RunRecord(f"run-{tid}", "FINISHED", tid, None, metrics={"eval_loss": value}))
+    return build_comparison("dropout-lr-ofat", trials, runs, Objective("eval_loss", "minimize"))
+
+
+def test_one_at_a_time_uses_the_baseline_and_the_parameters_own_trials() -> None:
+    comparison = ofat_comparison()
+    # the issue's numbers: pooling every trial with dropout 0 gives its wrong row
+    pooled = [v for row in comparison.rows if row.params["lora_dropout"] == 0.0
+              for v in row.values]
+    assert (f"{statistics.fmean(pooled):.4g}", f"{statistics.stdev(pooled):.2g}",
+            len(pooled)) == ("5.974", "0.18", 5)
+    table = sensitivity(comparison)
+    dropout = {p.value: (p.mean, p.std, p.count) for p in table["lora_dropout"]}
+    # before: every trial that left dropout alone (the 40-epoch one too) was pooled into
+    # `lora_dropout | 0 | 5.974 | 0.18 | 5`; now 0 is the baseline alone
+    assert dropout == {0.0: (6.06, None, 1), 0.1: (6.10, None, 1), 0.2: (6.15, None, 1)}
+    epochs = {p.value: p.mean for p in table["num_train_epochs"]}
+    assert epochs == {1: 6.06, 40: 5.66}
+    text = markdown_table(comparison, table)
+    assert "5.974" not in text
+    assert "| lora_dropout     | 0       | 6.06             | –     | 1      |" in text
+
+
+def test_grid_keeps_marginal_means_over_every_trial() -> None:
+    # the pooled view is right for a grid: each value of lora_rank is seen with every lr
+    rank = {p.value: p.count for p in sensitivity(grid_comparison())["lora_rank"]}
+    assert rank == {8: 4, 16: 4}
+
+
+def derived_comparison(strategy_points: list[dict[str, object]]) -> Comparison:
+    base = {"lora_rank": 8, "lora_alpha": 16, "learning_rate": 1e-3, "seed": 42}
+    trials: list[Trial] = []
+    runs: list[RunRecord] = []
+    for index, point in enumerate(strategy_points):
+        if "lora_rank" in point:
+            point = {**point, "lora_alpha": 2 * int(str(point["lora_rank"]))}
+        tid = f"t{index}"
+        trials.append(Trial(index, f"p{index}", point, {**base, **point}, tid, f"x-{tid}"))
+        runs.append(RunRecord(f"run-{tid}", "FINISHED", tid, None,
+                              metrics={"eval_loss": 7.0 - index / 10}))
+    return build_comparison("demo", trials, runs, Objective("eval_loss", "minimize"))
+
+
+@pytest.mark.parametrize("points", [
+    # the demo's grid: lora_rank x learning_rate with lora_alpha: 2 * lora_rank
+    [{}, {"learning_rate": 5e-3}, {"lora_rank": 16}, {"lora_rank": 16, "learning_rate": 5e-3}],
+    # one-at-a-time with the same derived key
+    [{}, {"lora_rank": 16}, {"lora_rank": 32}, {"learning_rate": 5e-3}],
+])
+def test_a_derived_key_gets_no_plot_of_its_own(points: list[dict[str, object]],
+                                               tmp_path: Path) -> None:
+    comparison = derived_comparison(points)
+    assert "lora_alpha" in comparison.varied
+    table = sensitivity(comparison)
+    assert sorted(table) == ["learning_rate", "lora_rank"]
+    written = write_plots(comparison, table, tmp_path)
+    assert sorted(p.name for p in written) == ["learning_rate.png", "lora_rank.png"]
+
+
+def test_one_at_a_time_with_a_derived_key_keeps_the_leaders_trials() -> None:
+    comparison = derived_comparison([{}, {"lora_rank": 16}, {"lora_rank": 32},
+                                     {"learning_rate": 5e-3}])
+    rank = {p.value: p.mean for p in sensitivity(comparison)["lora_rank"]}
+    # the learning-rate trial (6.7) is not pooled into lora_rank = 8
+    assert rank == pytest.approx({8: 7.0, 16: 6.9, 32: 6.8})
+
+
+def test_a_symlink_planted_as_a_plot_is_refused_not_followed(tmp_path: Path) -> None:
+    # a pull request can commit plots/lora_rank.png -> ~/.bashrc; CI runs report --notes
+    target = tmp_path / "bashrc"
+    target.write_text("keep", encoding="utf-8")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "lora_rank.png").symlink_to(target)
+    comparison = grid_comparison()
+    with pytest.raises(SweepctlError, match="symlink is refused"):
+        write_plots(comparison, sensitivity(comparison), plots)
+    assert target.read_text(encoding="utf-8") == "keep"

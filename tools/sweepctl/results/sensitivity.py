@@ -1,5 +1,18 @@
 """Sensitivity: per varied parameter and value, mean / std / count of the objective over
-every finished run (replicates count individually), as a table and an error-bar PNG."""
+the finished runs (replicates count individually), as a table and an error-bar PNG.
+
+Which runs a parameter's points use depends on the sweep's shape (issue 13 item 2):
+
+* one-at-a-time (every trial changes at most one parameter vs the baseline): a
+  parameter's points are the baseline and that parameter's own trials. Pooling every
+  trial that left it alone would put a 40-epoch trial into ``lora_dropout = 0``.
+* otherwise (grid, random, list): the marginal mean over every trial with that value.
+
+A key that follows another (a derived ``lora_alpha: 2 * lora_rank``: it changes exactly
+when an earlier key changes, and its value is a function of that key's) is no parameter
+of its own: it gets no table rows and no plot. Both are read from the rows themselves,
+so the comparison needs no knowledge of the sweep spec.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +21,13 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sweepctl.errors import SweepctlError
-from sweepctl.results.compare import Comparison, format_value
+from sweepctl.results.compare import Comparison, Row, format_value
+from sweepctl.results.pngfile import save_png
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -28,14 +45,71 @@ def _sort_key(value: object) -> tuple[int, float, str]:
     return (1, 0.0, str(value))
 
 
+def _changed(row: Row, baseline: Row) -> frozenset[str]:
+    return frozenset(k for k, v in row.params.items()
+                     if repr(v) != repr(baseline.params.get(k)))
+
+
+def followers(comparison: Comparison) -> frozenset[str]:
+    """Varied keys that follow an earlier varied key (derived from it): no plot of their own.
+
+    ``b`` follows ``a`` when, over the sweep's rows, ``b`` changes vs the baseline exactly
+    when ``a`` does and each value of ``a`` comes with one value of ``b``.
+    """
+    rows = [row for row in comparison.rows if row.in_sweep]
+    baseline = comparison.baseline
+    if baseline is None:
+        return frozenset()
+    changed = [_changed(row, baseline) for row in rows]
+    found: set[str] = set()
+    for position, follower in enumerate(comparison.varied):
+        if any(leader not in found and _follows(rows, changed, leader, follower)
+               for leader in comparison.varied[:position]):
+            found.add(follower)
+    return frozenset(found)
+
+
+def _follows(rows: Sequence[Row], changed: Sequence[frozenset[str]], leader: str,
+             follower: str) -> bool:
+    if any((leader in c) != (follower in c) for c in changed):
+        return False
+    seen: dict[str, str] = {}
+    for row in rows:
+        value = repr(row.params.get(follower))
+        if seen.setdefault(repr(row.params.get(leader)), value) != value:
+            return False
+    return True
+
+
+def is_one_at_a_time(comparison: Comparison, ignore: frozenset[str] = frozenset()) -> bool:
+    """Every trial changes at most one parameter (``ignore``: followers) vs the baseline."""
+    baseline = comparison.baseline
+    if baseline is None:
+        return False
+    return all(len(_changed(row, baseline) - ignore) <= 1
+               for row in comparison.rows if row.in_sweep)
+
+
+def _rows_for(comparison: Comparison, parameter: str, one_at_a_time: bool,
+              ignore: frozenset[str]) -> list[Row]:
+    rows = [row for row in comparison.rows
+            if row.in_sweep and row.values and parameter in row.params]
+    baseline = comparison.baseline
+    if not one_at_a_time or baseline is None:
+        return rows
+    return [row for row in rows if _changed(row, baseline) - ignore <= {parameter}]
+
+
 def sensitivity(comparison: Comparison) -> dict[str, list[Point]]:
     """parameter -> one point per value, sorted by value (numbers numerically)."""
+    ignore = followers(comparison)
+    one_at_a_time = is_one_at_a_time(comparison, ignore)
     table: dict[str, list[Point]] = {}
     for parameter in comparison.varied:
+        if parameter in ignore:
+            continue
         samples: dict[str, tuple[object, list[float]]] = {}
-        for row in comparison.rows:
-            if not row.in_sweep or not row.values or parameter not in row.params:
-                continue
+        for row in _rows_for(comparison, parameter, one_at_a_time, ignore):
             value = row.params[parameter]
             samples.setdefault(repr(value), (value, []))[1].extend(row.values)
         points = [
@@ -63,22 +137,12 @@ def plot_name(parameter: str) -> str:
 
 def write_plots(comparison: Comparison, table: dict[str, list[Point]],
                 folder: Path) -> list[Path]:
-    """One error-bar PNG per parameter with results, in ``folder`` (created)."""
-    written: list[Path] = []
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SweepctlError(f"cannot create {folder}: {exc.strerror}") from exc
-    for parameter, points in table.items():
-        if not points:
-            continue
-        path = folder / plot_name(parameter)
-        _plot(comparison, parameter, points, path)
-        written.append(path)
-    return written
+    """One error-bar PNG per parameter with results, in ``folder`` (created; no symlinks)."""
+    return [save_png(_plot(comparison, parameter, points), folder, plot_name(parameter))
+            for parameter, points in table.items() if points]
 
 
-def _plot(comparison: Comparison, parameter: str, points: Sequence[Point], path: Path) -> None:
+def _plot(comparison: Comparison, parameter: str, points: Sequence[Point]) -> Figure:
     # a bare Figure renders through Agg without pyplot's global state or a display
     from matplotlib.figure import Figure
 
@@ -96,7 +160,4 @@ def _plot(comparison: Comparison, parameter: str, points: Sequence[Point], path:
     axes.set_ylabel(f"{comparison.metric} (mean ± std)")
     axes.set_title(f"{comparison.experiment}: {comparison.metric} vs {parameter}", fontsize=9)
     figure.tight_layout()
-    try:
-        figure.savefig(path, format="png", metadata={"Software": None})
-    except OSError as exc:
-        raise SweepctlError(f"cannot write {path}: {exc.strerror}") from exc
+    return figure

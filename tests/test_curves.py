@@ -1,0 +1,102 @@
+"""Learning curves: one PNG per experiment, loss and objective against step per trial."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from matplotlib import image
+from sweepctl.errors import SweepctlError
+from sweepctl.results.curves import (
+    CURVES_FILE,
+    MAX_POINTS,
+    figure,
+    legend_label,
+    series,
+    write_curves,
+)
+
+HISTORIES = {
+    "baseline": {"loss": [(5, 7.6), (10, 7.2), (15, 6.9)], "eval_loss": [(15, 7.1)]},
+    "r16-a32": {"loss": [(5, 7.5), (10, 7.0), (15, 6.6)], "eval_loss": [(15, 6.8)]},
+    "lr5e-3": {"loss": [(5, 7.4), (10, float("nan")), (15, 6.2)], "eval_loss": [(15, 6.4)]},
+}
+
+
+def test_one_png_with_a_line_per_trial_in_each_panel(tmp_path: Path) -> None:
+    path = write_curves("tiny-lora-demo", HISTORIES, "eval_loss", tmp_path / "plots")
+    assert path == tmp_path / "plots" / CURVES_FILE
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [CURVES_FILE]
+    pixels = image.imread(path)  # a valid PNG matplotlib reads back
+    assert pixels.shape[0] == 340 and pixels.shape[1] == 1000
+    fig = figure("tiny-lora-demo", HISTORIES, "eval_loss")
+    assert fig is not None
+    loss, objective = fig.axes
+    assert [a.get_ylabel() for a in fig.axes] == ["loss", "eval_loss"]
+    assert [line.get_label() for line in loss.lines] == list(HISTORIES)
+    assert [line.get_label() for line in objective.lines] == list(HISTORIES)
+    # the NaN step is a gap, not a point
+    assert list(loss.lines[2].get_xdata()) == [5, 15]
+    legend = loss.get_legend()
+    assert objective.get_legend() is None and legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == list(HISTORIES)
+
+
+def test_objective_that_is_the_loss_gets_one_panel() -> None:
+    fig = figure("x", {"a": {"loss": [(1, 2.0)]}}, "loss")
+    assert fig is not None and len(fig.axes) == 1 and len(fig.axes[0].lines) == 1
+
+
+def test_no_history_writes_nothing(tmp_path: Path) -> None:
+    assert write_curves("x", {"a": {"loss": []}, "b": {}}, "eval_loss", tmp_path) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("label", ["../../etc/passwd", "/tmp/evil.png", "..", "a/b\\c",
+                                   "$\\frac{1}{0}$", "_nolegend_", "\x1b[31mred", ""])
+def test_a_hostile_trial_label_cannot_write_outside_plots(tmp_path: Path, label: str) -> None:
+    plots = tmp_path / "exp" / "plots"
+    path = write_curves("exp", {label: {"loss": [(1, 1.0), (2, 0.5)]}}, "eval_loss", plots)
+    assert path == plots / CURVES_FILE
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [f"exp/plots/{CURVES_FILE}"]
+    fig = figure("exp", {label: {"loss": [(1, 1.0)]}}, "eval_loss")
+    assert fig is not None
+    legend = fig.axes[0].get_legend()
+    # shown (not hidden by a leading underscore), literally (no mathtext)
+    assert legend is not None and len(legend.get_texts()) == 1
+    assert legend.get_texts()[0].get_text() == legend_label(label)
+
+
+def test_a_symlinked_png_is_refused_and_its_target_kept(tmp_path: Path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me", encoding="utf-8")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / CURVES_FILE).symlink_to(target)
+    with pytest.raises(SweepctlError, match="symlink is refused"):
+        write_curves("x", HISTORIES, "eval_loss", plots)
+    assert target.read_text(encoding="utf-8") == "keep me"
+
+
+def test_a_symlinked_plots_folder_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "plots").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(SweepctlError, match="symlink is refused"):
+        write_curves("x", HISTORIES, "eval_loss", tmp_path / "plots")
+    assert list(elsewhere.iterdir()) == []
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.floats(allow_nan=True)), max_size=2000))
+def test_series_is_sorted_finite_bounded_and_keeps_the_last_point(
+        points: list[tuple[int, float]]) -> None:
+    steps, values = series(points)
+    assert steps == sorted(steps) and len(steps) == len(values) <= MAX_POINTS
+    assert all(math.isfinite(v) for v in values)
+    finite = sorted((s, v) for s, v in points if math.isfinite(v))
+    if finite:
+        assert (steps[-1], values[-1]) == finite[-1]
