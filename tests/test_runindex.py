@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_runs import log_trial, make_experiment, result, trials_of
 from sweepctl.backends import Outcome
 from sweepctl.clients.mlflow_store import RunRecord
-from sweepctl.runindex import RunIndex
+from sweepctl.runindex import RunIndex, scan
 from sweepctl.usecases.launch import LaunchOptions, launch
 from sweepctl.usecases.plan import build_plans
 from sweepctl.workspace import Workspace
@@ -64,8 +65,8 @@ def copies(root: Path, count: int) -> list[Path]:
     return folders
 
 
-@pytest.mark.parametrize("count", [1, 4])
-def test_a_launch_of_several_experiments_makes_one_scan(
+@pytest.mark.parametrize("count", [20, 40])
+def test_a_launch_of_many_experiments_makes_one_scan(
         tmp_path: Path, mlflow_server: str, count: int) -> None:
     folders = copies(tmp_path, count)
     client = MlflowClient(mlflow_server)
@@ -82,6 +83,32 @@ def test_a_launch_of_several_experiments_makes_one_scan(
     assert workspace.mlflow_calls("search_runs") == 2
     assert workspace.mlflow_calls("search_experiments") == 1
     assert report.mlflow_requests == 3
+
+
+def test_a_command_on_a_few_trials_reads_them_by_tag_whatever_the_history(
+        tmp_path: Path, mlflow_server: str) -> None:
+    """status of one experiment must not page through a year of runs: its requests grow
+    with its trials, not with the store, and it sees what the full scan would."""
+    folder, = copies(tmp_path, 1)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    log_trial(client, experiment, trials[1], status="FAILED")
+    log_trial(client, experiment, trials[1], metrics=result(0.4, 9.0))
+    elsewhere = replace(experiment, mlflow_experiment=experiment.mlflow_experiment + "-b",
+                        name="another-sweep")
+    reused = log_trial(client, elsewhere, trials[2], metrics=result(0.3, 9.0))
+    workspace = Workspace(env_tracking_uri=mlflow_server)
+    resolved = workspace.resolve(workspace.load(folder))
+    index = workspace.run_index(mlflow_server)
+    # one search of its own runs, one per trial id: 1 + 3
+    assert workspace.mlflow_calls("search_runs") == 4
+    full = scan(workspace.store(mlflow_server))
+    for trial_id in resolved.trial_ids:
+        mine, everything = index.get(trial_id), full.get(trial_id)
+        assert (mine and [r.run_id for r in mine.runs]) == (
+            everything and [r.run_id for r in everything.runs])
+    assert index.finished(trials[2].trial_id).run_id == reused
+    assert index.get(trials[1].trial_id).attempts == 2
 
 
 def test_reuse_crosses_mlflow_experiments(tmp_path: Path, mlflow_server: str) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from sweepctl.errors import SweepctlError, UsageError
 from sweepctl.findings import Findings, render_text
-from sweepctl.runindex import RunIndex, scan
+from sweepctl.runindex import SCOPED_MAX_TRIALS, RunIndex, Scope, scan, scan_scoped
 from sweepctl.runtime import Runtime, deep_merge, repo_root, runtime_from_data, tracking_uri
 from sweepctl.spec.folder import ValidationFailed, check_folder, read_document, read_folder
 from sweepctl.spec.model import CHECKLIST_ITEMS, Experiment, experiment_from_data
@@ -92,7 +92,7 @@ class Workspace:
     cwd: Path = field(default_factory=Path.cwd)
     _defaults: dict[Path, tuple[dict[str, Any], Findings]] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
-    _indexes: dict[str, RunIndex] = field(default_factory=dict)
+    _indexes: dict[str, tuple[frozenset[str] | None, RunIndex]] = field(default_factory=dict)
     resolved: list[ResolvedExperiment] = field(default_factory=list)
 
     # -- finding and loading experiments -------------------------------------------------
@@ -208,11 +208,23 @@ class Workspace:
         return sum(store.calls[method] for store in self._stores.values())
 
     def run_index(self, uri: str, *, with_parents: bool = False) -> RunIndex:
-        """The one index of the store at ``uri`` for this command (scanned on first use)."""
+        """The one index of the store at ``uri`` for this command: a scoped scan when the
+        command's experiments (resolve them all first) have few trials, else one paged scan
+        of every trial run (see runindex)."""
+        scopes = [Scope(r.experiment.mlflow_experiment, r.name, tuple(r.trial_ids))
+                  for r in self.resolved if r.tracking_uri == uri]
+        names = frozenset(s.experiment for s in scopes)
         cached = self._indexes.get(uri)
-        if cached is None or (with_parents and not cached.with_parents):
-            cached = self._indexes[uri] = scan(self.store(uri), with_parents=with_parents)
-        return cached
+        if cached is not None and (cached[0] is None or names <= cached[0]) and (
+                cached[1].with_parents or not with_parents):
+            return cached[1]
+        store = self.store(uri)
+        if sum(len(s.trial_ids) for s in scopes) <= SCOPED_MAX_TRIALS:
+            index, covered = scan_scoped(store, scopes, with_parents=with_parents), names
+        else:
+            index, covered = scan(store, with_parents=with_parents), None
+        self._indexes[uri] = (covered, index)
+        return index
 
     def index_for(self, resolved: ResolvedExperiment) -> RunIndex:
         return self.run_index(resolved.require_tracking_uri())

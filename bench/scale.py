@@ -1,0 +1,264 @@
+"""Benchmark: a repo with a year of experiments against one real `mlflow server`.
+
+    .venv/bin/python bench/scale.py [--experiments 1000] [--runs 100000]
+
+Generates a repo of N experiments (3 trials each: lora_rank 8 / 16 / 32, each experiment
+its own MLflow experiment, like `sweepctl new` makes them) and an MLflow SQLite store
+holding M sweepctl trial runs: every trial of the repo but the last 10 experiments'
+FINISHED once, the rest older history (retries and sweeps no longer in the repo). The
+runs are bulk-loaded straight into MLflow's own tables with sqlite3 (MLflow creates the
+schema first), not through 100,000 HTTP calls. Then one `mlflow server` serves the store
+and, through the library (the CLI adds only its imports), it times:
+
+- one bare paged `MlflowClient.search_runs` over every trial run (the peer);
+- the full reconcile: `launch` of every experiment, dry run, against kmock's Kubernetes
+  emulator over HTTP (the 10 new experiments' 30 trials are server-side dry-run created);
+- `status` of one experiment;
+- `report` of every experiment, notes only (no GitHub): notes.md blocks and plots.
+
+It prints each time, the MLflow and Kubernetes requests, and the ratio to the bare scan.
+Goals (issue 9): reconcile < 60 s, report of all < 120 s, MLflow requests ~ runs/1000 + a
+constant, Kubernetes requests a constant per command plus the creates, ratio <= 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the emulator harness the tests use
+
+from kube_emulator import running_emulator  # noqa: E402
+from sweepctl.backends import BackendSettings  # noqa: E402
+from sweepctl.clients.kube_api import configuration_for_host  # noqa: E402
+from sweepctl.usecases.launch import LaunchOptions, launch  # noqa: E402
+from sweepctl.usecases.report import ReportRequest, report  # noqa: E402
+from sweepctl.usecases.status import status  # noqa: E402
+from sweepctl.workspace import Workspace  # noqa: E402
+
+NEW_EXPERIMENTS = 10   # never launched yet: the reconcile creates their trials
+IMAGE = "registry.local/train:1"
+
+
+def make_repo(root: Path, count: int) -> list[Path]:
+    experiments = root / "experiments"
+    template = REPO_ROOT / "experiments" / "tiny-lora-demo"
+    (experiments).mkdir(parents=True)
+    (experiments / "defaults.yaml").write_text(yaml.safe_dump(
+        {"kubernetes": {"namespace": "bench", "image": IMAGE}}))
+    sweep = {"strategy": "grid", "parameters": {"lora_rank": [8, 16, 32]},
+             "derived": {"lora_alpha": "2 * lora_rank"}, "max_parallel": 3}
+    baseline_text = (template / "baseline.yaml").read_text()
+    experiment_doc = yaml.safe_load((template / "experiment.yaml").read_text())
+    folders = []
+    for i in range(count):
+        name = f"exp-{i:04d}"
+        folder = experiments / name
+        folder.mkdir()
+        for file_name in ("checklist.yaml", "notes.md"):
+            shutil.copy(template / file_name, folder / file_name)
+        doc = dict(experiment_doc, name=name, mlflow={"experiment": f"team/{name}"},
+                   runtime={}, warnings={"ignore": ["typical-range"]})
+        (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
+        # a seed of its own: every experiment's trials have ids of their own
+        (folder / "baseline.yaml").write_text(baseline_text.replace("seed: 42", f"seed: {i}"))
+        (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+        folders.append(folder)
+    return folders
+
+
+def _run_rows(run_id: str, experiment_id: int, tags: dict[str, str], status: str,
+              start: int, metrics: dict[str, float]) -> Iterator[tuple[str, Any]]:
+    yield "runs", (run_id, tags["sweepctl.trial"], "UNKNOWN", "", "", "bench", status, start,
+                   start + 60_000, "", "active", f"/tmp/artifacts/{run_id}", experiment_id,
+                   None)
+    for key, value in tags.items():
+        yield "tags", (key, value, run_id)
+    for key, value in (("lora_rank", "8"), ("learning_rate", "0.001"), ("seed", "1"),
+                       ("num_train_epochs", "1"), ("cutoff_len", "256")):
+        yield "params", (key, value, run_id)
+    for key, value in metrics.items():
+        yield "metrics", (key, value, start, run_id, 10, 0)
+        yield "latest_metrics", (key, value, start, 10, 0, run_id)
+
+
+def load_store(db_path: Path, workspace: Workspace, folders: list[Path], runs: int) -> int:
+    """Bulk-load the trial runs; returns how many were written."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{db_path}").search_experiments()  # MLflow creates its schema
+    db = sqlite3.connect(db_path)
+    rng = random.Random(0)
+    resolved = [workspace.resolve(workspace.load(folder)) for folder in folders]
+    now = int(time.time() * 1000) - 365 * 86_400_000
+    rows: dict[str, list[tuple[Any, ...]]] = {t: [] for t in
+                                              ("runs", "tags", "params", "metrics",
+                                               "latest_metrics")}
+    db.executemany("INSERT INTO experiments (experiment_id, name, artifact_location, "
+                   "lifecycle_stage, creation_time, last_update_time, workspace) "
+                   "VALUES (?, ?, ?, 'active', ?, ?, 'default')",
+                   [(i + 1, r.experiment.mlflow_experiment, f"/tmp/a/{i + 1}", now, now)
+                    for i, r in enumerate(resolved)])
+    written = 0
+
+    def add(experiment_id: int, experiment: str, trial_name: str, trial_id: str,
+            status: str) -> None:
+        nonlocal written
+        tags = {"sweepctl.experiment": experiment, "sweepctl.trial": trial_name,
+                "sweepctl.trial_id": trial_id, "sweepctl.role": "trial", "phase": "iteration",
+                "sweepctl.git_sha": "0" * 40, "dataset.version": "v1",
+                "mlflow.runName": trial_name}
+        metrics = {"eval_loss": rng.uniform(0.3, 1.0), "loss": rng.uniform(0.3, 1.2),
+                   "train_runtime": rng.uniform(50, 500), "train_samples_per_second": 3.0}
+        for table, row in _run_rows(uuid.uuid4().hex, experiment_id, tags, status,
+                                    now + written * 1000, metrics):
+            rows[table].append(row)
+        written += 1
+
+    for i, item in enumerate(resolved[:-NEW_EXPERIMENTS]):
+        for trial in item.trials:
+            add(i + 1, item.name, trial.name, trial.trial_id, "FINISHED")
+    while written < runs:  # history: earlier sweeps and failed attempts
+        i = rng.randrange(len(resolved))
+        old = uuid.uuid4().hex[:10]
+        add(i + 1, f"old-sweep-{i}", f"old-sweep-{i}-{old}", old,
+            rng.choice(("FINISHED", "FINISHED", "FAILED", "KILLED")))
+    for table, values in rows.items():
+        marks = ", ".join("?" * len(values[0]))
+        db.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+    db.commit()
+    db.close()
+    return written
+
+
+def start_server(db_path: Path, root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mlflow_bin = str(Path(sys.executable).parent / "mlflow")
+    proc = subprocess.Popen(
+        [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{db_path}", "--artifacts-destination",
+         str(root / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    uri = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                return proc, uri
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("mlflow server did not start")
+
+
+def bare_scan(uri: str) -> tuple[float, int, int]:
+    """The peer: one paged search_runs over every trial run, nothing else."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    started = time.perf_counter()
+    ids = [e.experiment_id for e in client.search_experiments(max_results=50_000)]
+    seen, pages, token = 0, 1, None
+    while True:
+        page = client.search_runs(ids, "tags.`sweepctl.role` = 'trial'", max_results=1000,
+                                  page_token=token)
+        seen += len(page)
+        token = page.token
+        if not token:
+            return time.perf_counter() - started, seen, pages
+        pages += 1
+
+
+def timed(label: str, peer: float, seconds: float, mlflow: int, kube: int | None = None,
+          goal: str = "") -> None:
+    kube_text = f", Kubernetes requests {kube}" if kube is not None else ""
+    print(f"{label:<32} {seconds:7.1f} s  MLflow requests {mlflow:4d}{kube_text}  "
+          f"ratio to the bare scan {seconds / peer:.2f}  {goal}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=100_000)
+    args = parser.parse_args()
+    import mlflow  # noqa: F401  (imported up front: ~1.3 s that is no command's own work)
+
+    with tempfile.TemporaryDirectory(prefix="sweepctl-scale-") as scratch:
+        root = Path(scratch)
+        started = time.perf_counter()
+        folders = make_repo(root, args.experiments)
+        written = load_store(root / "mlflow.db", Workspace(), folders, args.runs)
+        print(f"{len(folders)} experiments, {written} trial runs bulk-loaded in "
+              f"{time.perf_counter() - started:.1f} s")
+        proc, uri = start_server(root / "mlflow.db", root)
+        try:
+            run_benchmarks(root, folders, uri, written)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return 0
+
+
+def run_benchmarks(root: Path, folders: list[Path], uri: str, runs: int) -> None:
+    peer, seen, pages = bare_scan(uri)
+    print(f"{'bare search_runs (the peer)':<32} {peer:7.1f} s  {seen} runs, {pages} pages")
+    with running_emulator(trim_history=True) as emu:
+        configuration = configuration_for_host(emu.url)
+        workspace = Workspace(shared_tracking=True, env_tracking_uri=uri)
+        started = time.perf_counter()
+        result = launch(folders, LaunchOptions(backend="kubernetes", dry_run=True,
+                                               tracking_uri=uri,
+                                               kube_configuration=configuration),
+                        workspace=workspace)
+        seconds = time.perf_counter() - started
+        counts = {o: sum(e.count(o) for e in result.experiments)
+                  for o in {r.outcome for e in result.experiments for r in e.results}}
+        print(f"  reconcile outcomes: {dict(sorted((str(k), v) for k, v in counts.items()))}, "
+              f"refused {len(result.refused)}")
+        timed("launch (full reconcile, dry run)", peer, seconds, result.mlflow_requests,
+              result.backend_requests, "goal < 60 s")
+        workspace = Workspace(shared_tracking=True, env_tracking_uri=uri)
+        started = time.perf_counter()
+        table = status(folders[0], backend="kubernetes", tracking_uri=uri,
+                       settings=BackendSettings(kube_configuration=configuration),
+                       workspace=workspace)
+        assert table.count("FINISHED") == 3
+        timed("status (one experiment)", peer, time.perf_counter() - started,
+              workspace.mlflow_requests, 1)
+    workspace = Workspace(shared_tracking=True, env_tracking_uri=uri)
+    started = time.perf_counter()
+    summary = report(workspace, folders, ReportRequest(notes=True), None)
+    assert summary.ok, [r.error for r in summary.reports if r.error][:3]
+    timed("report --notes (every experiment)", peer, time.perf_counter() - started,
+          workspace.mlflow_requests, goal="goal < 120 s")
+    workspace = Workspace(shared_tracking=True, env_tracking_uri=uri)
+    started = time.perf_counter()
+    summary = report(workspace, folders, ReportRequest(notes=True), None)
+    unchanged = sum(1 for r in summary.reports if r.notes == "unchanged")
+    timed(f"  again ({unchanged} unchanged)", peer, time.perf_counter() - started,
+          workspace.mlflow_requests)
+    print(f"MLflow requests per command ~ runs/1000 + a constant: {runs}/1000 = "
+          f"{runs / 1000:.0f} pages of trial runs")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
