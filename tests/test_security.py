@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sweepctl.cli.main import main
-from sweepctl.launch import load_for_launch
+from sweepctl.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VALID = REPO_ROOT / "tests" / "examples" / "valid" / "grid" / "demo-sweep"
@@ -99,7 +99,7 @@ def test_render_and_launch_refuse_what_validate_refuses(
     assert main(["render", str(folder)]) == 1
     err = capsys.readouterr().err
     assert "1 error(s) in the experiment (run `sweepctl validate` for details)" in err
-    experiment, reasons = load_for_launch(folder)
+    experiment, reasons = Workspace().load_for_launch(folder)
     assert experiment is None
     assert reasons == [f"{folder / 'experiment.yaml'}:23:5: error: "
                        "runtime.kubernetes.service_account may not be overridden by an "
