@@ -6,6 +6,7 @@ local backend; its inputs are made by the same functions `sweepctl render` uses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -248,11 +249,7 @@ def test_a_hard_killed_trial_resumes_from_its_checkpoint_in_the_same_run(
 
 def test_two_processes_on_torchrun_make_one_run(tmp_path: Path, mlflow_server: str,
                                                 tiny_model: Path) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     experiment, _, _ = write_inputs(tmp_path, mlflow_server, tiny_config(tiny_model),
                                     with_parent=False)
     result = run_runner(tmp_path, mlflow_server, NPROC_PER_NODE="2", NNODES="1",
@@ -261,6 +258,8 @@ def test_two_processes_on_torchrun_make_one_run(tmp_path: Path, mlflow_server: s
     (run,) = all_runs(mlflow_server, experiment)   # rank 1 and the final eval: no orphans
     assert run.status == "FINISHED"
     assert run.params["env.world_size"] == "2"
+    # LLaMA-Factory's own line from each rank: two processes really trained together
+    assert "Process rank: 1, world size: 2" in result.stdout + result.stderr
     assert run.params["env.nproc_per_node"] == "2"
     assert "eval_loss" in run.metrics and "train_loss" in run.metrics
     assert run.params["lora_rank"] == "8"
@@ -294,6 +293,51 @@ def test_the_median_rule_prunes_a_trial_worse_than_the_finished_ones(
     assert max(steps) == 2
     assert max(p.step for p in metric_history(mlflow_server, finished.run_id, "loss")) == 8
     assert "eval_loss" in pruned.metrics   # its partial result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_sigterm_reaches_every_rank_and_ends_the_run_killed(
+        tmp_path: Path, mlflow_server: str, tiny_model: Path) -> None:
+    config = tiny_config(tiny_model, max_steps=100_000)
+    experiment, _, _ = write_inputs(tmp_path, mlflow_server, config, with_parent=False)
+    env = runner_env(mlflow_server, NPROC_PER_NODE="2", NNODES="1", NODE_RANK="0",
+                     MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    proc = subprocess.Popen(runner_command(tmp_path), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(r.metrics.get("loss") for r in all_runs(mlflow_server, experiment)):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        # the runner, torchrun and its two ranks
+        assert len(processes_mentioning(str(tmp_path / "meta.json"))) >= 4
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    (run,) = all_runs(mlflow_server, experiment)
+    assert run.status == "KILLED"
+    assert not [pid for pid in processes_mentioning(str(tmp_path / "meta.json"))
+                if pid != proc.pid]   # no rank outlives the runner
 
 
 class _FlakyMlflow:
