@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sweepctl.errors import SweepctlError
 from sweepctl.mlflow_store import (
     TAG_EXPERIMENT,
     TAG_GIT_SHA,
@@ -17,7 +18,6 @@ from sweepctl.mlflow_store import (
     TAG_TRIAL,
     TAG_TRIAL_ID,
 )
-from sweepctl.errors import SweepctlError
 from sweepctl.render.trainconfig import (
     DEFAULT_SAVE_STEPS,
     DEFAULT_SAVE_TOTAL_LIMIT,
