@@ -108,8 +108,10 @@ def read_inputs(config_path: Path, meta_path: Path) -> tuple[dict[str, Any], dic
 def check_config(config: dict[str, Any]) -> None:
     """LLaMA-Factory's own argument parsing, apart from training, so that its refusal
     (unknown key, bad enum, inconsistent options) is told from a failure while training."""
-    from llamafactory.hparams import get_train_args
-
+    try:
+        from llamafactory.hparams import get_train_args
+    except ImportError:  # a stand-in without LLaMA-Factory's parser: run_exp alone decides
+        return
     try:
         get_train_args(dict(config))
     except (ValueError, SystemExit) as exc:
@@ -336,10 +338,12 @@ def train(config: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     check_config(config)
     from llamafactory.train.tuner import run_exp
 
-    callbacks = [median_pruner(reference)] if reference else []
-    run_exp(dict(config), callbacks=callbacks)
-    pruned = callbacks[0].pruned if callbacks else None
-    return {"pruned": pruned}
+    if not reference:
+        run_exp(dict(config))
+        return {"pruned": None}
+    pruner = median_pruner(reference)
+    run_exp(dict(config), callbacks=[pruner])
+    return {"pruned": pruner.pruned}
 
 
 def torchrun_command(meta_path: Path, run_id: str, state_dir: Path) -> list[str]:
