@@ -17,7 +17,16 @@ from sweepctl.clients.mlflow_store import (
     TAG_TRIAL,
     TAG_TRIAL_ID,
 )
-from sweepctl.render.trainconfig import param_keys, runner_meta, tier, train_config, trial_tags
+from sweepctl.errors import SweepctlError
+from sweepctl.render.trainconfig import (
+    DEFAULT_SAVE_STEPS,
+    DEFAULT_SAVE_TOTAL_LIMIT,
+    param_keys,
+    runner_meta,
+    tier,
+    train_config,
+    trial_tags,
+)
 from sweepctl.spec.model import Budget, Dataset, Experiment, Objective
 from sweepctl.sweep.trial import Trial
 
@@ -57,8 +66,10 @@ def test_train_config_sets_what_sweepctl_owns() -> None:
     assert config["run_name"] == trial.name
     assert config["lora_rank"] == 32
     owned = ("report_to", "output_dir", "run_name")
+    checkpointing = {"save_strategy": "steps", "save_steps": DEFAULT_SAVE_STEPS,
+                     "save_total_limit": DEFAULT_SAVE_TOTAL_LIMIT}
     assert {k: v for k, v in config.items() if k not in owned} \
-        == {k: v for k, v in trial.config.items() if k not in owned}
+        == {**{k: v for k, v in trial.config.items() if k not in owned}, **checkpointing}
     assert trial.config["report_to"] == "wandb"  # the trial itself is not mutated
 
 
@@ -114,3 +125,35 @@ def test_runner_meta_is_json_and_names_the_params_to_log() -> None:
     assert "lora_rank" in meta["log_params"] and "lora_dropout" in meta["log_params"]
     assert not {"report_to", "output_dir", "run_name"} & set(meta["log_params"])
     assert param_keys({"b": 1, "a": 2, "run_name": "x"}) == ["a", "b"]
+
+
+def test_a_trials_own_checkpointing_wins() -> None:
+    config = train_config(make_trial(save_strategy="no", save_steps=50, save_total_limit=5),
+                          "/out")
+    assert (config["save_strategy"], config["save_steps"], config["save_total_limit"]) \
+        == ("no", 50, 5)
+
+
+def test_runner_meta_carries_adapter_and_output_choices() -> None:
+    meta = runner_meta(make_experiment(), make_trial(), git_sha=None, pr=None,
+                       parent_run_id=None, output_uri="pvc://storage/lora/x", log_adapter=True)
+    assert meta["output_uri"] == "pvc://storage/lora/x"
+    assert meta["log_adapter"] is True
+    assert "early_stop" not in meta
+    plain = runner_meta(make_experiment(), make_trial(), git_sha=None, pr=None,
+                        parent_run_id=None)
+    assert plain["log_adapter"] is False and "output_uri" not in plain
+
+
+def test_early_stop_is_completed_with_the_objective() -> None:
+    meta = runner_meta(make_experiment(), make_trial(), git_sha=None, pr=None,
+                       parent_run_id=None, early_stop={"rule": "median", "min_steps": 20})
+    assert meta["early_stop"] == {"rule": "median", "min_steps": 20, "min_trials": 1,
+                                  "metric": "eval_loss", "goal": "minimize"}
+    assert json.loads(json.dumps(meta)) == meta
+
+
+def test_an_unknown_early_stop_rule_is_refused() -> None:
+    with pytest.raises(SweepctlError, match="unknown early_stop rule 'mean'"):
+        runner_meta(make_experiment(), make_trial(), git_sha=None, pr=None,
+                    parent_run_id=None, early_stop={"rule": "mean"})

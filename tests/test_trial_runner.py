@@ -6,6 +6,7 @@ local backend; its inputs are made by the same functions `sweepctl render` uses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,8 +53,9 @@ def experiment_for(mlflow_experiment: str) -> Experiment:
 
 
 def write_inputs(tmp_path: Path, tracking_uri: str, config: dict[str, Any],
-                 with_parent: bool = True) -> tuple[Experiment, Trial, str | None]:
-    experiment = experiment_for(f"runner-{uuid.uuid4().hex[:8]}")
+                 with_parent: bool = True, experiment: Experiment | None = None,
+                 **meta_options: Any) -> tuple[Experiment, Trial, str | None]:
+    experiment = experiment or experiment_for(f"runner-{uuid.uuid4().hex[:8]}")
     trial_id = uuid.uuid4().hex[:10]
     trial = Trial(index=0, slug="baseline", params={}, config=config, trial_id=trial_id,
                   name=f"tiny-lora-baseline-{trial_id}")
@@ -63,7 +65,8 @@ def write_inputs(tmp_path: Path, tracking_uri: str, config: dict[str, Any],
                                                 experiment.name, {})
     (tmp_path / "train.yaml").write_text(
         yaml.safe_dump(train_config(trial, str(tmp_path / "output"))))
-    meta = runner_meta(experiment, trial, git_sha="d" * 40, pr=7, parent_run_id=parent)
+    meta = runner_meta(experiment, trial, git_sha="d" * 40, pr=7, parent_run_id=parent,
+                       **meta_options)
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     return experiment, trial, parent
 
@@ -76,14 +79,18 @@ def runner_command(tmp_path: Path) -> list[str]:
             "--meta", str(tmp_path / "meta.json")]
 
 
-def runner_env(tracking_uri: str) -> dict[str, str]:
-    # MLFLOW_RUN_ID in the caller's environment must not redirect the trial
+def runner_env(tracking_uri: str, **extra: str) -> dict[str, str]:
+    # MLFLOW_RUN_ID in the caller's environment must not redirect the trial; system
+    # metrics sampled every second so that a 10 s trial has some
     return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "HF_HUB_OFFLINE": "1",
-            "MLFLOW_RUN_ID": "0" * 32, "TOKENIZERS_PARALLELISM": "false"}
+            "MLFLOW_RUN_ID": "0" * 32, "TOKENIZERS_PARALLELISM": "false",
+            "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1", **extra}
 
 
-def run_runner(tmp_path: Path, tracking_uri: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(runner_command(tmp_path), cwd=tmp_path, env=runner_env(tracking_uri),
+def run_runner(tmp_path: Path, tracking_uri: str,
+               **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(runner_command(tmp_path), cwd=tmp_path,
+                          env=runner_env(tracking_uri, **extra_env),
                           capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -93,7 +100,8 @@ def all_runs(tracking_uri: str, experiment: Experiment) -> list[mlflow_store.Run
 
 def test_one_finished_run_with_tags_params_and_eval(tmp_path: Path, mlflow_server: str,
                                                     tiny_model: Path) -> None:
-    experiment, trial, parent = write_inputs(tmp_path, mlflow_server, tiny_config(tiny_model))
+    experiment, trial, parent = write_inputs(tmp_path, mlflow_server, tiny_config(tiny_model),
+                                             log_adapter=True)
     result = run_runner(tmp_path, mlflow_server)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -127,25 +135,37 @@ def test_one_finished_run_with_tags_params_and_eval(tmp_path: Path, mlflow_serve
 
     from mlflow.tracking import MlflowClient
 
-    artifacts = [a.path for a in MlflowClient(mlflow_server).list_artifacts(run.run_id)]
+    client = MlflowClient(mlflow_server)
+    artifacts = [a.path for a in client.list_artifacts(run.run_id)]
     assert "train.yaml" in artifacts
+    assert run.tags["sweepctl.attempt"] == "1"
+    assert "sweepctl.resumed_from_step" not in run.tags and "sweepctl.pruned" not in run.tags
+    assert run.tags["sweepctl.output_dir"] == str(tmp_path / "output")
+    adapter = {Path(a.path).name for a in client.list_artifacts(run.run_id, "adapter")}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= adapter
+    assert "system/cpu_utilization_percentage" in run.metrics
 
 
-def test_a_broken_config_ends_failed_with_the_error(tmp_path: Path, mlflow_server: str,
-                                                    tiny_model: Path) -> None:
-    config = tiny_config(tiny_model, lora_ranks=8)  # a typo LLaMA-Factory refuses
+@pytest.mark.parametrize(("change", "error"), [
+    ({"lora_ranks": 8}, "lora_ranks"),                          # a typo LLaMA-Factory refuses
+    ({"lr_scheduler_type": "cosinee"}, "cosinee"),              # issue 13's trial
+])
+def test_a_broken_config_exits_78_and_ends_failed_with_the_error(
+        tmp_path: Path, mlflow_server: str, tiny_model: Path, change: dict[str, Any],
+        error: str) -> None:
+    config = tiny_config(tiny_model, **change)
     experiment, trial, _ = write_inputs(tmp_path, mlflow_server, config, with_parent=False)
     result = run_runner(tmp_path, mlflow_server)
-    assert result.returncode == 1
-    assert "lora_ranks" in result.stderr
+    assert result.returncode == 78  # EX_CONFIG: the Job fails at once instead of retrying
+    assert error in result.stderr
 
     runs = all_runs(mlflow_server, experiment)
     assert len(runs) == 1
     run = runs[0]
     assert run.status == "FAILED"
     assert run.trial_name == trial.name
-    assert "lora_ranks" in run.tags["sweepctl.error"]
-    assert run.tags["sweepctl.exit_status"] == "1"
+    assert error in run.tags["sweepctl.error"]
+    assert run.tags["sweepctl.exit_status"] == "78"
     assert "mlflow.parentRunId" not in run.tags
 
 
@@ -171,6 +191,153 @@ def test_sigterm_ends_the_run_killed(tmp_path: Path, mlflow_server: str,
     (run,) = all_runs(mlflow_server, experiment)
     assert run.status == "KILLED"
     assert "SIGTERM" in run.tags["sweepctl.error"]
+
+
+def test_a_config_that_is_not_yaml_exits_78_before_any_run(tmp_path: Path,
+                                                           mlflow_server: str,
+                                                           tiny_model: Path) -> None:
+    experiment, _, _ = write_inputs(tmp_path, mlflow_server, tiny_config(tiny_model),
+                                    with_parent=False)
+    (tmp_path / "train.yaml").write_text("lora_rank: [8\nlearning_rate: 1\n")
+    result = run_runner(tmp_path, mlflow_server)
+    assert result.returncode == 78
+    assert "not YAML" in result.stderr
+    assert all_runs(mlflow_server, experiment) == []
+
+
+def metric_history(tracking_uri: str, run_id: str, key: str) -> list[Any]:
+    from mlflow.tracking import MlflowClient
+
+    return sorted(MlflowClient(tracking_uri).get_metric_history(run_id, key),
+                  key=lambda point: (point.timestamp, point.step))
+
+
+def test_a_hard_killed_trial_resumes_from_its_checkpoint_in_the_same_run(
+        tmp_path: Path, mlflow_server: str, tiny_model: Path) -> None:
+    config = tiny_config(tiny_model, max_steps=40, save_strategy="steps", save_steps=5,
+                         save_total_limit=2)
+    experiment, _, _ = write_inputs(tmp_path, mlflow_server, config, with_parent=False)
+    first = subprocess.Popen(runner_command(tmp_path), cwd=tmp_path,
+                             env=runner_env(mlflow_server), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((tmp_path / "output").glob("checkpoint-*/trainer_state.json")):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        first.kill()  # SIGKILL: no handler runs, the run stays RUNNING
+        first.wait()
+    killed_ms = int(time.time() * 1000)
+    (stale,) = all_runs(mlflow_server, experiment)
+    assert stale.status == "RUNNING"
+
+    result = run_runner(tmp_path, mlflow_server)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = all_runs(mlflow_server, experiment)   # adopted, not a second run
+    assert run.run_id == stale.run_id
+    assert run.status == "FINISHED"
+    assert run.tags["sweepctl.attempt"] == "2"
+    resumed = int(run.tags["sweepctl.resumed_from_step"])
+    assert resumed >= 5 and resumed % 5 == 0
+    history = metric_history(mlflow_server, run.run_id, "loss")
+    second = [point.step for point in history if point.timestamp > killed_ms]
+    assert second and min(second) == resumed + 1 and max(second) == 40
+    below = [point.step for point in history if point.step <= resumed]
+    assert len(below) == len(set(below))   # attempt 2 logged nothing below its checkpoint
+
+
+def test_two_processes_on_torchrun_make_one_run(tmp_path: Path, mlflow_server: str,
+                                                tiny_model: Path) -> None:
+    port = free_port()
+    experiment, _, _ = write_inputs(tmp_path, mlflow_server, tiny_config(tiny_model),
+                                    with_parent=False)
+    result = run_runner(tmp_path, mlflow_server, NPROC_PER_NODE="2", NNODES="1",
+                        NODE_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = all_runs(mlflow_server, experiment)   # rank 1 and the final eval: no orphans
+    assert run.status == "FINISHED"
+    assert run.params["env.world_size"] == "2"
+    # LLaMA-Factory's own line from each rank: two processes really trained together
+    assert "Process rank: 1, world size: 2" in result.stdout + result.stderr
+    assert run.params["env.nproc_per_node"] == "2"
+    assert "eval_loss" in run.metrics and "train_loss" in run.metrics
+    assert run.params["lora_rank"] == "8"
+
+
+def test_the_median_rule_prunes_a_trial_worse_than_the_finished_ones(
+        tmp_path: Path, mlflow_server: str, tiny_model: Path) -> None:
+    evaluated = {"max_steps": 8, "eval_strategy": "steps", "eval_steps": 2}
+    early_stop = {"rule": "median", "min_steps": 2}
+    good_dir, bad_dir = tmp_path / "good", tmp_path / "bad"
+    good_dir.mkdir()
+    bad_dir.mkdir()
+    experiment, _, _ = write_inputs(good_dir, mlflow_server,
+                                    tiny_config(tiny_model, **evaluated), with_parent=False,
+                                    early_stop=early_stop)
+    assert run_runner(good_dir, mlflow_server).returncode == 0
+    _, bad, _ = write_inputs(bad_dir, mlflow_server,
+                             tiny_config(tiny_model, learning_rate=5.0, **evaluated),
+                             with_parent=False, experiment=experiment, early_stop=early_stop)
+    result = run_runner(bad_dir, mlflow_server)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    runs = {run.trial_name: run for run in all_runs(mlflow_server, experiment)}
+    pruned = runs.pop(bad.name)
+    (finished,) = runs.values()
+    assert pruned.status == finished.status == "FINISHED"
+    assert pruned.tags["sweepctl.pruned"] == "true"
+    assert json.loads(pruned.tags["sweepctl.pruned_detail"])["step"] == 2
+    assert "sweepctl.pruned" not in finished.tags
+    steps = {p.step for p in metric_history(mlflow_server, pruned.run_id, "loss")}
+    assert max(steps) == 2
+    assert max(p.step for p in metric_history(mlflow_server, finished.run_id, "loss")) == 8
+    assert "eval_loss" in pruned.metrics   # its partial result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_sigterm_reaches_every_rank_and_ends_the_run_killed(
+        tmp_path: Path, mlflow_server: str, tiny_model: Path) -> None:
+    config = tiny_config(tiny_model, max_steps=100_000)
+    experiment, _, _ = write_inputs(tmp_path, mlflow_server, config, with_parent=False)
+    env = runner_env(mlflow_server, NPROC_PER_NODE="2", NNODES="1", NODE_RANK="0",
+                     MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    proc = subprocess.Popen(runner_command(tmp_path), cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not any(r.metrics.get("loss") for r in all_runs(mlflow_server, experiment)):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        # the runner, torchrun and its two ranks
+        assert len(processes_mentioning(str(tmp_path / "meta.json"))) >= 4
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    (run,) = all_runs(mlflow_server, experiment)
+    assert run.status == "KILLED"
+    assert not [pid for pid in processes_mentioning(str(tmp_path / "meta.json"))
+                if pid != proc.pid]   # no rank outlives the runner
 
 
 class _FlakyMlflow:
