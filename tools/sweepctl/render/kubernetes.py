@@ -460,8 +460,11 @@ def render_trial(experiment: Experiment, trial: Trial, runtime: KubernetesRuntim
     annotations = _annotations(
         trial, spec_hash_of(job_spec, train_yaml, service and service["spec"]), git_sha, pr,
         spec_hash)
+    # where the adapter can be found from outside the pod: the claim and the path in it
+    inside = output_dir(runtime, experiment, trial)[len(runtime.storage_mount_path.rstrip("/")):]
+    output_uri = f"pvc://{runtime.storage_pvc}{inside}" if runtime.storage_pvc else None
     meta = runner_meta(experiment, trial, git_sha=git_sha, pr=pr,
-                       parent_run_id=parent_run_id, spec_hash=spec_hash)
+                       parent_run_id=parent_run_id, spec_hash=spec_hash, output_uri=output_uri)
     config_map = _configmap(name, namespace, labels, train_yaml, meta, annotations)
     # after the spec hash: the config hash follows meta.json's commit metadata
     job_spec["template"]["metadata"]["annotations"] = {

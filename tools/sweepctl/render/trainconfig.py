@@ -154,7 +154,9 @@ def runner_meta(experiment: Experiment, trial: Trial, *, git_sha: str | None,
     }
     if output_uri:
         meta["output_uri"] = output_uri
-    stop = early_stop_meta(early_stop, experiment)
+    # sweep.yaml's early_stop unless the caller says otherwise: every backend prunes alike
+    stop = early_stop_meta(experiment.sweep.get("early_stop") if early_stop is None
+                           else early_stop, experiment)
     if stop is not None:
         meta["early_stop"] = stop
     return meta
