@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 import threading
@@ -30,6 +31,9 @@ def make_experiment(root: Path, mlflow_experiment: str, **defaults: Any) -> Path
     shutil.copytree(DEMO, folder)
     doc = yaml.safe_load((folder / "experiment.yaml").read_text())
     doc["mlflow"]["experiment"] = mlflow_experiment
+    # a dataset hash of its own: reuse crosses MLflow experiments by design, so tests that
+    # share a store must not share trial ids
+    doc["dataset"]["sha256"] = hashlib.sha256(mlflow_experiment.encode()).hexdigest()
     (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
     data = {"kubernetes": {"namespace": NAMESPACE, "image": "registry.local/train:1",
                            "backoff_limit": 0},
