@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sweepctl.backends import BackendSettings, Outcome
 from sweepctl.backends.local import LocalProcesses, LocalTrial
+from sweepctl.cli.main import main
 from sweepctl.usecases.launch import LaunchOptions, LaunchReport, launch
 from sweepctl.usecases.status import status
 from test_launch import make_experiment, own_trial_ids
@@ -171,7 +172,8 @@ def test_failure_budget_holds_trials_that_never_ran(
 
 
 def test_a_failed_trial_is_retried_only_while_attempts_are_left(
-        tmp_path: Path, store: str, fake_site: Path) -> None:
+        tmp_path: Path, store: str, fake_site: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """budget.max_attempts_per_trial (2 by default): the r16 trials fail twice, then the
     fix lands; they are not started a third time ("gave up", exit 1) and status shows
     the attempts that were spent."""
@@ -199,6 +201,18 @@ def test_a_failed_trial_is_retried_only_while_attempts_are_left(
                    settings=BackendSettings(state_dir=tmp_path / ".sweepctl"))
     assert {row.name: row.attempts for row in table.rows if row.name in gave_up} == \
         dict.fromkeys(gave_up, 2)
+
+    # what the user reads: the attempts column of `sweepctl status`
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("SWEEPCTL_BACKEND", "local")
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "attempts" in out
+    for name in gave_up:
+        (row,) = [line for line in out.splitlines() if name in line]
+        cells = [cell.strip() for cell in row.split("│")]
+        assert cells[-3:-1] == ["2", "-"]   # attempts, then no objective
 
 
 def test_trials_run_in_the_repo_root_whatever_the_launchers_cwd(
