@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from sweepctl.backends import BackendSettings, Outcome
 from sweepctl.backends.local import LocalProcesses, LocalTrial
+from sweepctl.cli.main import main
 from sweepctl.usecases.launch import LaunchOptions, LaunchReport, launch
 from sweepctl.usecases.status import status
-from test_launch import make_experiment
+from test_launch import make_experiment, own_trial_ids
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = REPO / "tools" / "sweepctl" / "runner" / "trial_runner.py"
@@ -125,6 +126,7 @@ def test_local_launch_runs_trials_in_parallel_then_reuses_them(
 def test_failed_trial_is_named_with_its_log_and_retried_next_time(
         tmp_path: Path, store: str, fake_site: Path) -> None:
     folder = make_experiment(tmp_path, "local-fail")
+    own_trial_ids(folder)   # the module's store: no other test's run of these trials
     report = launch([folder], local_options(tmp_path, store, fake_site,
                                             FAKE_TRAINER_FAIL_RANK="16"))
     failed = report.not_launched
@@ -141,6 +143,7 @@ def test_failure_budget_holds_trials_that_never_ran(
     import yaml
 
     folder = make_experiment(tmp_path, "local-budget")
+    own_trial_ids(folder)   # the module's store: no other test's run of these trials
     first = launch([folder], local_options(tmp_path, store, fake_site,
                                            FAKE_TRAINER_FAIL_RANK="16"))
     assert sorted(outcomes(first).values()) == [Outcome.FAILED] * 2 + [Outcome.LAUNCHED] * 2
@@ -149,6 +152,7 @@ def test_failure_budget_holds_trials_that_never_ran(
     (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     experiment = yaml.safe_load((folder / "experiment.yaml").read_text())
     experiment["budget"]["max_trials"] = 8
+    experiment["budget"]["max_attempts_per_trial"] = 3   # r16 fails twice, then is fixed
     (folder / "experiment.yaml").write_text(yaml.safe_dump(experiment))
 
     second = launch([folder], local_options(tmp_path, store, fake_site,
@@ -165,6 +169,50 @@ def test_failure_budget_holds_trials_that_never_ran(
     assert sorted(outcomes(fixed).values()) == \
         [Outcome.HELD] * 2 + [Outcome.LAUNCHED] * 2 + [Outcome.REUSED] * 2
     assert launch([folder], local_options(tmp_path, store, fake_site)).ok
+
+
+def test_a_failed_trial_is_retried_only_while_attempts_are_left(
+        tmp_path: Path, store: str, fake_site: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """budget.max_attempts_per_trial (2 by default): the r16 trials fail twice, then the
+    fix lands; they are not started a third time ("gave up", exit 1) and status shows
+    the attempts that were spent."""
+    folder = make_experiment(tmp_path, "local-attempts")
+    own_trial_ids(folder)   # the module's store: no other test's run of these trials
+    failing = local_options(tmp_path, store, fake_site, FAKE_TRAINER_FAIL_RANK="16")
+    for _ in range(2):
+        report = launch([folder], failing)
+        assert {r.name for r in report.not_launched} == {
+            name for name in outcomes(report) if "-r16-" in name}
+        assert all(r.outcome == Outcome.FAILED for r in report.not_launched)
+
+    stamps = tmp_path / "stamps"
+    shutil.rmtree(stamps)
+    fixed = launch([folder], local_options(tmp_path, store, fake_site))
+    by_name = outcomes(fixed)
+    gave_up = sorted(n for n, o in by_name.items() if o == Outcome.GAVE_UP)
+    assert len(gave_up) == 2 and all("-r16-" in name for name in gave_up)
+    assert set(by_name.values()) == {Outcome.GAVE_UP, Outcome.REUSED}
+    assert not fixed.ok and fixed.experiments[0].count(Outcome.LAUNCHED) == 0
+    assert all("max_attempts_per_trial is 2" in r.detail for r in fixed.not_launched)
+    assert not any(p.name.startswith("started-") for p in stamps.iterdir())  # nothing ran
+
+    table = status(folder, backend="local", tracking_uri=store,
+                   settings=BackendSettings(state_dir=tmp_path / ".sweepctl"))
+    assert {row.name: row.attempts for row in table.rows if row.name in gave_up} == \
+        dict.fromkeys(gave_up, 2)
+
+    # what the user reads: the attempts column of `sweepctl status`
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("SWEEPCTL_BACKEND", "local")
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "attempts" in out
+    for name in gave_up:
+        (row,) = [line for line in out.splitlines() if name in line]
+        cells = [cell.strip() for cell in row.split("│")]
+        assert cells[-3:-1] == ["2", "-"]   # attempts, then no objective
 
 
 def test_trials_run_in_the_repo_root_whatever_the_launchers_cwd(

@@ -17,6 +17,7 @@ from sweepctl.cli.main import main
 from sweepctl.clients.kube_api import RetryPolicy, configuration_for_host
 from sweepctl.usecases.launch import LaunchOptions, LaunchReport, launch
 from sweepctl.usecases.status import status
+from sweepctl.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "experiments" / "tiny-lora-demo"
@@ -42,6 +43,18 @@ def make_experiment(root: Path, mlflow_experiment: str, **defaults: Any) -> Path
         data.setdefault(key, {}).update(value)
     (experiments / "defaults.yaml").write_text(yaml.safe_dump(data))
     return folder
+
+
+def own_trial_ids(folder: Path, **budget: int) -> None:
+    """A dataset hash of the test's own (and budget changes): the store is shared by the
+    module and reuse and attempts cross MLflow experiments by trial id, so a run another
+    test logged must not count here."""
+    import uuid
+
+    doc = yaml.safe_load((folder / "experiment.yaml").read_text())
+    doc["dataset"]["sha256"] = uuid.uuid4().hex * 2
+    doc["budget"].update(budget)
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +194,7 @@ def test_finished_run_without_job_is_not_recreated(tmp_path: Path, emu: RunningE
     from mlflow.tracking import MlflowClient
 
     folder = make_experiment(tmp_path, "ttl")
+    own_trial_ids(folder)   # its FINISHED run would make later tests reuse the trial
     first = launch([folder], options(emu, store))
     done = first.experiments[0].results[0]
     # the Job ran, its run FINISHED, then its TTL deleted the Job and the ConfigMap
@@ -221,6 +235,49 @@ def test_incomplete_checklist_and_invalid_experiment_are_refused(
     reasons = {e.path.name: " ".join(e.refused) for e in report.refused}
     assert "checklist incomplete: seed_set" in reasons["tiny-lora-demo"]
     assert "sweep.yaml" in reasons["broken"]
+    assert emu.objects("jobs", NAMESPACE) == {}
+
+
+def test_a_policy_violation_is_refused_at_launch_when_validate_was_skipped(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """A pre-commit hook can be skipped (and a branch pushed without CI): the merged
+    experiment that picks its own service account is refused by launch itself."""
+    folder = make_experiment(tmp_path, "policy")
+    doc = yaml.safe_load((folder / "experiment.yaml").read_text())
+    doc["runtime"]["kubernetes"] = {"service_account": "cluster-admin"}
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    report = launch([folder], options(emu, store))
+    assert not report.ok
+    (refused,) = report.refused
+    assert any(line.startswith(str(folder / "experiment.yaml")) and
+               "kubernetes.service_account" in line and line.endswith("[policy-override]")
+               for line in refused.refused), refused.refused
+    assert "cluster-admin" not in " ".join(refused.refused)
+    assert emu.objects("jobs", NAMESPACE) == {}
+    assert emu.objects("configmaps", NAMESPACE) == {}
+
+
+def test_launch_judges_the_policy_by_the_defaults_it_runs_with(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """The policy is decided on the defaults.yaml the command read once, the one its
+    runtime is built from, not on a second read of the file: here the file changes
+    between the two (a checkout under a running reconcile) to lift the limit, and the
+    Jobs would still be rendered from the strict defaults with the experiment's own
+    service account."""
+    folder = make_experiment(tmp_path, "policy-once")
+    doc = yaml.safe_load((folder / "experiment.yaml").read_text())
+    doc["runtime"]["kubernetes"] = {"service_account": "cluster-admin"}
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    workspace = Workspace(shared_tracking=True, env_tracking_uri=store)
+    workspace.defaults(folder.parent)   # the command's one read: the strict policy
+    defaults = folder.parent / "defaults.yaml"
+    data = yaml.safe_load(defaults.read_text())
+    data["policy"] = {"allow_overrides": ["kubernetes.service_account"]}
+    defaults.write_text(yaml.safe_dump(data))
+    report = launch([folder], options(emu, store), workspace=workspace)
+    (refused,) = report.refused
+    assert any("kubernetes.service_account" in line and "[policy-override]" in line
+               for line in refused.refused), refused.refused
     assert emu.objects("jobs", NAMESPACE) == {}
 
 
@@ -286,6 +343,7 @@ def test_status_shows_the_finished_run_launch_reuses_from_another_experiment(
     from mlflow.tracking import MlflowClient
 
     folder = make_experiment(tmp_path, "reused-elsewhere")
+    own_trial_ids(folder)
     dry = launch([folder], options(emu, store, dry_run=True))
     trial = dry.experiments[0].results[0]
     client = MlflowClient(tracking_uri=store)
@@ -344,6 +402,88 @@ def test_a_succeeded_job_without_a_finished_run_is_named_not_called_running(
     assert outcomes(report)[name] == Outcome.FAILED
     (result,) = [r for r in report.not_launched if r.name == name]
     assert "succeeded but MLflow" in result.detail and "delete the Job" in result.detail
+
+
+def _log_failed_run(store: str, mlflow_experiment: str, trial_id: str, attempts: int) -> None:
+    """The trial's MLflow run as the runner leaves it: FAILED after ``attempts`` starts."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    experiment_id = client.get_experiment_by_name(mlflow_experiment).experiment_id
+    run = client.create_run(experiment_id, tags={
+        "sweepctl.trial_id": trial_id, "sweepctl.role": "trial",
+        "sweepctl.attempt": str(attempts)})
+    client.set_terminated(run.info.run_id, "FAILED")
+
+
+def test_a_failed_trial_is_not_recreated_after_its_ttl_once_attempts_are_spent(
+        tmp_path: Path, emu: RunningEmulator, store: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 7: a failed Job removed by its TTL used to be re-created on every launch,
+    spending GPUs on the same failure forever. budget.max_attempts_per_trial (2 by
+    default) stops it: "gave up", not counted as launched, named with exit 1."""
+    folder = make_experiment(tmp_path, "gave-up", kubernetes={"queue": None})
+    own_trial_ids(folder, max_failed_trials=4)   # attempts only: nothing held by failures
+    sweep = folder / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("max_parallel: 2", "max_parallel: 4"))
+    first = launch([folder], options(emu, store))
+    spent, once = sorted(first.experiments[0].results, key=lambda r: r.name)[:2]
+    _log_failed_run(store, "gave-up", spent.trial_id, attempts=2)  # a pod retry resumed it
+    _log_failed_run(store, "gave-up", once.trial_id, attempts=1)
+    emu.emulator.objects.clear()  # ttl_seconds_after_finished removed every Job
+
+    again = launch([folder], options(emu, store))
+    assert outcomes(again)[spent.name] == Outcome.GAVE_UP
+    assert outcomes(again)[once.name] == Outcome.LAUNCHED   # one attempt left
+    assert spent.name not in emu.objects("jobs", NAMESPACE)
+    assert once.name in emu.objects("jobs", NAMESPACE)
+    assert not again.ok
+    (gave_up,) = [r for r in again.not_launched if r.outcome == Outcome.GAVE_UP]
+    assert "2 attempt(s)" in gave_up.detail and "max_attempts_per_trial is 2" in gave_up.detail
+    assert again.experiments[0].count(Outcome.LAUNCHED) == 3
+
+    # the command line: exit 1, the trial named on its own line, its column counted
+    emu.emulator.objects.clear()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emu",
+        "clusters": [{"name": "emu", "cluster": {"server": emu.url}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)
+    assert main(["launch", str(folder), "--backend", "kubernetes"]) == 1
+    out = capsys.readouterr().out
+    assert f"  {spent.name}: gave up: 2 attempt(s) without a FINISHED run" in out
+    assert spent.name not in emu.objects("jobs", NAMESPACE)
+
+    # the admin raises the budget: the trial gets its one more attempt
+    doc = yaml.safe_load((folder / "experiment.yaml").read_text())
+    doc["budget"]["max_attempts_per_trial"] = 3
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    emu.emulator.objects.clear()
+    raised = launch([folder], options(emu, store))
+    assert outcomes(raised)[spent.name] == Outcome.LAUNCHED
+
+
+def test_a_failed_job_with_attempts_spent_is_reported_gave_up_not_delete_to_retry(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """The Job is still there, failed, and its run counted the last allowed attempt:
+    deleting the Job would not retry it, so the report must not say so."""
+    import kmock
+
+    folder = make_experiment(tmp_path, "gave-up-job", kubernetes={"queue": None})
+    own_trial_ids(folder, max_failed_trials=4)   # attempts only: nothing held by failures
+    first = launch([folder], options(emu, store))
+    result = sorted(first.experiments[0].results, key=lambda r: r.name)[0]
+    emu.emulator.objects[kmock.resource("batch/v1/jobs"), NAMESPACE, result.name].patch(
+        {"status": {"conditions": [{"type": "Failed", "status": "True"}]}})
+    again = launch([folder], options(emu, store))
+    assert outcomes(again)[result.name] == Outcome.FAILED  # 1 attempt: the Job counts
+    _log_failed_run(store, "gave-up-job", result.trial_id, attempts=2)
+    last = launch([folder], options(emu, store))
+    assert outcomes(last)[result.name] == Outcome.GAVE_UP
 
 
 def test_changed_since_picks_the_experiments_a_push_changed(git_repo: Path) -> None:

@@ -150,3 +150,30 @@ def test_ignored_warnings_are_hidden_for_that_experiment_only(tmp_path: Path) ->
     assert {f.rule for f in result.ignored} == {"typical-range"}
     assert len(result.ignored) == len(result.findings.warnings)
     assert [e.name for e in result.experiments] == ["demo-sweep", "demo-sweep"]
+
+
+def test_cli_says_how_many_warnings_an_experiment_acknowledged(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Hidden is not gone: the reviewer reads that warnings.ignore silenced something."""
+    case = EXAMPLES / "valid" / "warnings-ignored"
+    count = len(validate_paths([case]).ignored)
+    assert count > 0
+    assert main(["validate", str(case)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"{count} warning(s) acknowledged by warnings.ignore"
+
+
+def test_cli_says_nothing_about_acknowledged_warnings_when_there_are_none(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLES / "valid" / "grid")]) == 0
+    assert "acknowledged" not in capsys.readouterr().out
+
+
+def test_a_password_in_the_defaults_tracking_uri_is_an_error_never_echoed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    case = EXAMPLES / "invalid" / "defaults-password-in-uri"
+    assert main(["validate", str(case)]) == 1
+    out = capsys.readouterr().out
+    assert "defaults.yaml:2:17: error: the value of mlflow.tracking_uri looks like a " \
+           "password in a URL" in out
+    assert "hunter2" not in out and "trainer:" not in out

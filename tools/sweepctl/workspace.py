@@ -25,7 +25,9 @@ from sweepctl.runindex import SCOPED_MAX_TRIALS, RunIndex, Scope, scan, scan_sco
 from sweepctl.runtime import Runtime, deep_merge, repo_root, runtime_from_data, tracking_uri
 from sweepctl.spec.folder import ValidationFailed, check_folder, read_document, read_folder
 from sweepctl.spec.model import CHECKLIST_ITEMS, Experiment, experiment_from_data
+from sweepctl.spec.policy import policy_violations
 from sweepctl.spec.schemas import check_schema
+from sweepctl.spec.sensitive import check_secrets
 from sweepctl.sweep.identity import canonical_json
 from sweepctl.sweep.trial import Trial
 
@@ -122,6 +124,8 @@ class Workspace:
                 doc = read_document(path, findings)
                 if doc is not None and check_schema(doc, "defaults", findings):
                     data = doc.data if isinstance(doc.data, dict) else {}
+                if doc is not None:
+                    check_secrets(doc, findings)  # as validate does: launch refuses them too
             self._defaults[path] = (data, findings)
         return self._defaults[path]
 
@@ -157,6 +161,12 @@ class Workspace:
         experiment, findings = self.check(folder)
         if experiment is None or findings.errors:
             return None, render_text(findings).splitlines() or [f"{folder}: invalid"]
+        # again here, not only in validate: a pre-commit hook can be skipped and a branch
+        # pushed without CI, and a merge is a command to spend GPUs with our credentials
+        violations = policy_violations(experiment, self.defaults(experiment.path.parent)[0])
+        if violations:
+            where = experiment.path / "experiment.yaml"
+            return None, [f"{where}: error: {line}" for line in violations]
         unticked = [i for i in CHECKLIST_ITEMS if experiment.checklist.get(i) is not True]
         if unticked:
             return None, [f"{folder / 'checklist.yaml'}: checklist incomplete: "

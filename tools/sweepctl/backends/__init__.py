@@ -33,6 +33,7 @@ class Outcome(StrEnum):
     CHANGED = "changed"            # a Job with this name exists with another spec: not touched
     FAILED = "failed"              # could not be launched (or, locally, the trial failed)
     HELD = "held"                  # not started: budget.max_failed_trials already reached
+    GAVE_UP = "gave up"            # not relaunched: budget.max_attempts_per_trial spent
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sweepctl.cli.options import (
 from sweepctl.usecases.launch import LaunchOptions, LaunchReport, changed_since, launch
 
 COLUMNS = (Outcome.LAUNCHED, Outcome.REUSED, Outcome.RUNNING, Outcome.CHANGED, Outcome.FAILED,
-           Outcome.HELD)
+           Outcome.HELD, Outcome.GAVE_UP)
 
 
 class _Bar:

@@ -33,10 +33,12 @@ def command(experiment: str, backend: str | None) -> int:
     table.add_column("params", overflow="fold")
     table.add_column(backend, no_wrap=True)
     table.add_column("mlflow", no_wrap=True)
+    table.add_column("attempts", justify="right", no_wrap=True)
     table.add_column(report.metric, justify="right", no_wrap=True)
     for row in report.rows:
         value = "-" if row.objective is None else f"{row.objective:.4g}"
-        table.add_row(row.name, row.params, row.backend, row.run_status, value)
+        table.add_row(row.name, row.params, row.backend, row.run_status, str(row.attempts),
+                      value)
     console = Console(width=max(Console().width, 120))  # CI logs are not 80 columns
     console.print(table)
     console.print(f"{report.count('FINISHED')} of {len(report.rows)} trials finished",

@@ -34,5 +34,8 @@ def command(paths: tuple[Path, ...], output_format: str, strict: bool) -> int:
         text = render_text(result.findings)
         if text:
             click.echo(text)
+        if result.ignored:
+            # hidden, not gone: a reviewer should know the experiment silenced something
+            click.echo(f"{len(result.ignored)} warning(s) acknowledged by warnings.ignore")
     failed = bool(result.findings.errors) or (strict and bool(result.findings.warnings))
     return 1 if failed else 0

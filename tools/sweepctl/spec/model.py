@@ -44,6 +44,7 @@ class Budget:
     gpu_hours: float
     hours_per_trial: float
     max_failed_trials: int = 0
+    max_attempts_per_trial: int = 2   # starts of one trial (its pods' too) before "gave up"
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def experiment_from_data(path: Path, docs: Mapping[str, Document]) -> Experiment
         objective=Objective(objective["metric"], objective.get("goal", "minimize"),
                             objective.get("target")),
         budget=Budget(budget["max_trials"], float(budget["gpu_hours"]),
-                      float(budget["hours_per_trial"]), budget.get("max_failed_trials", 0)),
+                      float(budget["hours_per_trial"]), budget.get("max_failed_trials", 0),
+                      budget.get("max_attempts_per_trial", 2)),
         dataset=Dataset(dataset["name"], str(dataset["version"]), dataset["sha256"],
                         dataset.get("train_samples"), dataset.get("test_samples")),
         mlflow_experiment=exp["mlflow"]["experiment"],

@@ -11,6 +11,7 @@ from sweepctl.findings import Finding, Findings
 from sweepctl.spec.folder import FILE_NAMES, check_documents, read_document, read_folder
 from sweepctl.spec.model import Experiment
 from sweepctl.spec.schemas import check_schema
+from sweepctl.spec.sensitive import check_secrets
 
 _MEMBER_FILES = {*FILE_NAMES.values(), "notes.md"}
 
@@ -74,6 +75,9 @@ def validate_paths(paths: Sequence[Path]) -> ValidationResult:
         doc = read_document(path, result.findings)
         if doc is not None:
             check_schema(doc, "defaults", result.findings)
+            # the admin's file is in the repository too: a password in mlflow.tracking_uri
+            # is as public there as in an experiment (the finding never shows the value)
+            check_secrets(doc, result.findings)
     experiment_docs = []
     for folder in folders:
         result.checked_folders += 1

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from sweepctl.findings import Findings
+from sweepctl.runtime import deep_merge
 from sweepctl.spec.model import OWNED_KEYS
+from sweepctl.spec.policy import read_defaults
 from sweepctl.spec.yamlload import Document, Key, Mark
 from sweepctl.sweep.derived import DerivedError, parse
 from sweepctl.sweep.expand import (
@@ -221,7 +223,27 @@ def _check_duplicates(sweep_doc: Document, points: list[Point], findings: Findin
                          "sweep-duplicate-trial")
 
 
-def _check_budget(sweep_doc: Document, experiment: Mapping[str, Any], count: int,
+def gpus_of(folder: Path, experiment: Mapping[str, Any]) -> tuple[int, int]:
+    """(gpus_per_trial, nodes_per_trial) of the resolved runtime: defaults.yaml beside the
+    folder (parsed once per version of the file) merged with the experiment's
+    ``runtime:``. The Kubernetes figures count even for the local backend: the budget is
+    the cluster's, and a sweep tried locally first is launched there after the merge."""
+    runtime = experiment.get("runtime")
+    merged = deep_merge(read_defaults(folder), runtime if isinstance(runtime, Mapping) else {})
+    k8s = merged.get("kubernetes")
+    k8s = k8s if isinstance(k8s, Mapping) else {}
+
+    def count(key: str, least: int) -> int:
+        value = k8s.get(key, 1)
+        # a wrong type is the schema's finding; count one rather than a second error
+        valid = isinstance(value, int) and not isinstance(value, bool) and value >= least
+        return int(value) if valid else 1
+
+    # gpus_per_trial 0 runs on CPU: no GPU-hours at all
+    return count("gpus_per_trial", 0), count("nodes_per_trial", 1)
+
+
+def _check_budget(folder: Path, sweep_doc: Document, experiment: Mapping[str, Any], count: int,
                   findings: Findings) -> None:
     sweep: Mapping[str, Any] = sweep_doc.data
     budget: Mapping[str, Any] = experiment.get("budget") or {}
@@ -234,11 +256,14 @@ def _check_budget(sweep_doc: Document, experiment: Mapping[str, Any], count: int
                        "budget-max-trials")
     hours, per_trial = budget.get("gpu_hours"), budget.get("hours_per_trial")
     if isinstance(hours, int | float) and isinstance(per_trial, int | float):
-        need = count * per_trial
+        gpus, nodes = gpus_of(folder, experiment)
+        need = count * per_trial * gpus * nodes
         if need > hours:
+            per_trial_gpus = "" if gpus * nodes == 1 else (
+                f" x {gpus} GPU(s)" + (f" x {nodes} nodes" if nodes > 1 else ""))
             findings.error(sweep_doc.path, mark.line, mark.col,
-                           f"{count} trials x {per_trial:g} h = {need:g} GPU-hours; "
-                           f"budget.gpu_hours in experiment.yaml is {hours:g}",
+                           f"{count} trials x {per_trial:g} h{per_trial_gpus} = {need:g} "
+                           f"GPU-hours; budget.gpu_hours in experiment.yaml is {hours:g}",
                            "budget-gpu-hours")
 
 
@@ -271,4 +296,4 @@ def check_sweep(folder: Path, docs: Mapping[str, Document], findings: Findings) 
     experiment_doc = docs.get("experiment")
     if experiment_doc is not None and isinstance(experiment_doc.data, Mapping):
         count = sum(1 for p in points if p.duplicate_of is None)
-        _check_budget(sweep_doc, experiment_doc.data, count, findings)
+        _check_budget(folder, sweep_doc, experiment_doc.data, count, findings)

@@ -39,10 +39,13 @@ class Plan:
     tracking_uri: str | None = None
     reuse_note: str | None = None     # why reuse is unknown (MLflow unreachable)
     dropped: int = 0                  # points equal to the baseline or an earlier trial
+    # GPUs one trial holds on the cluster: kubernetes.gpus_per_trial x nodes_per_trial (the
+    # budget is the cluster's, so a plan for the local backend counts them too)
+    gpus_per_trial: int = 1
 
     @property
     def gpu_hours(self) -> float:
-        return len(self.trials) * self.hours_per_trial
+        return len(self.trials) * self.hours_per_trial * self.gpus_per_trial
 
     @property
     def reused(self) -> int:
@@ -50,7 +53,7 @@ class Plan:
 
     @property
     def gpu_hours_to_run(self) -> float:
-        return (len(self.trials) - self.reused) * self.hours_per_trial
+        return (len(self.trials) - self.reused) * self.hours_per_trial * self.gpus_per_trial
 
     @property
     def over_max_trials(self) -> bool:

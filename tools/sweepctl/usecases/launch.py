@@ -39,6 +39,8 @@ from sweepctl.workspace import ResolvedExperiment, Workspace
 
 __all__ = ["LaunchOptions", "LaunchReport", "changed_since", "launch"]
 EXPERIMENT_FILES = ("experiment.yaml", "baseline.yaml", "sweep.yaml", "checklist.yaml")
+# what exit 1 names: trials git asks for that neither run nor finished
+NOT_LAUNCHED = (Outcome.FAILED, Outcome.CHANGED, Outcome.HELD, Outcome.GAVE_UP)
 
 
 class LaunchProgress(Protocol):
@@ -89,7 +91,7 @@ class LaunchReport:
     @property
     def not_launched(self) -> list[TrialResult]:
         return [r for e in self.experiments for r in e.results
-                if r.outcome in (Outcome.FAILED, Outcome.CHANGED, Outcome.HELD)]
+                if r.outcome in NOT_LAUNCHED]
 
     @property
     def refused(self) -> list[ExperimentLaunch]:
@@ -143,8 +145,12 @@ def _decide(work: Work, backend: Backend, index: RunIndex,
             decision.decided.append(TrialResult(trial.trial_id, trial.name, Outcome.REUSED,
                                                 f"run {finished[trial.trial_id].run_id}"))
             continue
-        unit = backend.prepare(work, trial)
         seen = observed.get(trial.trial_id)
+        gave_up = _gave_up(work, index, trial.trial_id, trial.name, seen)
+        if gave_up is not None:
+            decision.decided.append(gave_up)
+            continue
+        unit = backend.prepare(work, trial)
         verdict = backend.judge(work, seen, unit) if seen is not None else None
         if verdict is None:
             decision.pending.append(unit)
@@ -153,6 +159,34 @@ def _decide(work: Work, backend: Backend, index: RunIndex,
             if verdict.outcome == Outcome.RUNNING:
                 decision.keep.append(unit)
     return decision
+
+
+def attempts_of(index: RunIndex, trial_id: str, seen: Observed | None) -> int:
+    """How many times the trial was started: its runs' ``sweepctl.attempt`` tags summed,
+    and at least one when its Job or process is there, failed (a pod that died before
+    the runner started its MLflow run leaves no run behind). The larger of the two, not
+    the sum: a failed Job whose runner logged its run is one attempt, not two."""
+    runs = index.get(trial_id)
+    counted = runs.attempts if runs is not None else 0
+    return max(counted, 1) if seen is not None and seen.phase == "failed" else counted
+
+
+def _gave_up(work: Work, index: RunIndex, trial_id: str, name: str,
+             seen: Observed | None) -> TrialResult | None:
+    """A trial (no FINISHED run) that used budget.max_attempts_per_trial and that nothing
+    runs now is not started again: without this a failed Job would be re-created each
+    time its TTL removed it, spending GPUs on the same failure forever. A live Job or
+    process is left to the backend's judgement (its attempt is still under way)."""
+    limit = work.resolved.experiment.budget.max_attempts_per_trial
+    if seen is not None and seen.phase != "failed":
+        return None
+    attempts = attempts_of(index, trial_id, seen)
+    if attempts < limit:
+        return None
+    return TrialResult(trial_id, name, Outcome.GAVE_UP,
+                       f"{attempts} attempt(s) without a FINISHED run and "
+                       f"budget.max_attempts_per_trial is {limit}; fix the cause, then raise "
+                       "the budget to try again")
 
 
 def _failed(work: Work, index: RunIndex, observed: Mapping[str, Observed],

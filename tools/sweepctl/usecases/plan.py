@@ -122,6 +122,8 @@ def _plan(workspace: Workspace, resolved: ResolvedExperiment, base: str | None,
         tracking_uri=None if offline else resolved.tracking_uri,
         reuse_note=reuse_note,
         dropped=_dropped(resolved),
+        gpus_per_trial=(resolved.runtime.kubernetes.gpus_per_trial
+                        * resolved.runtime.kubernetes.nodes_per_trial),
     )
 
 
