@@ -89,7 +89,17 @@ def _redact(text: str, tracking_uri: str) -> str:
 
 
 def safe_uri(tracking_uri: str) -> str:
-    """The tracking URI as it may be printed (password masked)."""
+    """The tracking URI as it may be printed: userinfo (user and password, or a token
+    in the user part) removed entirely, the password masked anywhere else it appears."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(tracking_uri)
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return _redact(tracking_uri, tracking_uri)
+    if host != parts.netloc:
+        return _redact(urlunsplit(parts._replace(netloc=host)), tracking_uri)
     return _redact(tracking_uri, tracking_uri)
 
 
