@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from github_standin import REPO, GitHubStandIn
+from hypothesis import given
+from hypothesis import strategies as st
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from mlflow_runs import log_trial, make_experiment, result, trials_of
-from hypothesis import given
-from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from sweepctl.cli.main import main
 from sweepctl.clients.mlflow_store import TAG_EXPERIMENT, TAG_ROLE, TAG_TRIAL, TAG_TRIAL_ID
@@ -27,9 +28,9 @@ from sweepctl.renderers.markdown import comment_marker
 J = "\u2060"  # the word joiner that breaks mentions, references and autolinks
 EVIL_NAME = "[x](https://evil.example/p) ![i](https://evil.example/i.png) <img src=x> @admin #1"
 EVIL_NAME_SHOWN = (f"\\[x\\](https:{J}//evil.example/p) !\\[i\\](https:{J}//evil.example/i.png)"
-                   f" &lt;img src=x&gt; @{J}admin #{J}1")
+                   f" &lt;img src=x> @{J}admin #{J}1")
 EVIL_RANK = "<script>alert(1)</script>|**b** _u_ `c` www.evil.example"
-EVIL_RANK_SHOWN = (f"&lt;script&gt;alert(1)&lt;/script&gt;\\|\\*\\*b\\*\\* \\_u\\_ \\`c\\` "
+EVIL_RANK_SHOWN = (f"&lt;script>alert(1)&lt;/script>\\|\\*\\*b\\*\\* \\_u\\_ \\`c\\` "
                    f"www{J}.evil.example")
 
 
@@ -270,7 +271,8 @@ MARKUP = st.text(st.sampled_from(list("[]()!<>@#|*_`~$\\&:/.wgh-1a \n\u202e")), 
 def test_escaped_text_has_no_active_markup(text: str) -> None:
     shown = md_cell(text)
     unescaped = shown.replace("\\\\", "")
-    assert "\n" not in shown and "<" not in shown and ">" not in shown and "\u202e" not in shown
+    assert "\n" not in shown and "\u202e" not in shown and not shown.lstrip().startswith(">")
+    assert re.search(r"<[A-Za-z/!?]|<$|&[A-Za-z#]", re.sub(r"&(lt|gt|amp);", "", shown)) is None
     for char in "[]|*`~$":
         assert char not in unescaped.replace("\\" + char, "")
     assert "://" not in shown and "www." not in shown.lower()
@@ -279,7 +281,8 @@ def test_escaped_text_has_no_active_markup(text: str) -> None:
 
 
 def test_plain_names_and_values_are_shown_as_they_are() -> None:
-    for text in ("lora-rank-sweep", "r16-a32", "eval_loss", "2e-4", "0.05", "lr2e-4-s43"):
+    for text in ("lora-rank-sweep", "r16-a32", "eval_loss", "2e-4", "0.05", "lr2e-4-s43",
+                 "target met: best eval_loss 0.385 (r32-a64) < 0.4", "a > b"):
         assert md_cell(text) == text
 
 

@@ -132,7 +132,7 @@ def test_a_notes_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> 
     notes.symlink_to(secret)
 
     for call in (lambda: check_markers(notes), lambda: write_block(notes, "results")):
-        with pytest.raises(SweepctlError, match="notes.md is a symlink; refusing to read"):
+        with pytest.raises(SweepctlError, match=r"notes\.md is a symlink; refusing to read"):
             call()
     assert secret.read_text() == "token=hunter2\n" and notes.is_symlink()
     assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]  # no temp file left

@@ -114,7 +114,7 @@ def test_hostile_values_stay_text_in_markdown(experiment_repo: Path) -> None:
                         "parameters:\n  lora_rank: [8, 16, 32]\n  lora_target:")
     sweep.write_text(text)
     body = render_markdown(build_plan(experiment_repo))
-    assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;\\|x" in body
+    assert "<img" not in body and "&lt;img src=x onerror=alert(1)>\\|x" in body
 
 
 def test_plan_reuses_finished_runs(experiment_repo: Path, mlflow_server: str,

@@ -20,7 +20,11 @@ ELLIPSIS = "…"
 JOINER = "\u2060"
 
 _ALWAYS = {"\\": "\\\\", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]", "~": "\\~",
-           "$": "\\$", "|": "\\|", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+           "$": "\\$", "|": "\\|"}
+# `<` starts a tag or an autolink only before a letter, / ! or ?; `&` an entity only before
+# a letter or #; `>` a quote only at the start of a line. "loss < 0.4" stays readable.
+_OPENS_MARKUP = {"<": re.compile(r"[A-Za-z/!?]"), "&": re.compile(r"[A-Za-z#]")}
+_ENTITY = {"<": "&lt;", "&": "&amp;", ">": "&gt;"}
 # C0/C1 controls, line and paragraph separators, bidirectional overrides (Trojan Source)
 _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # where a joiner goes: @user, #12, owner/repo#12, GH-12, https://, www.
@@ -33,6 +37,11 @@ def _escape_char(text: str, at: int) -> str:
         # intraword underscores (eval_loss, lora_rank) never emphasize in GitHub markdown
         inner = 0 < at < len(text) - 1 and text[at - 1].isalnum() and text[at + 1].isalnum()
         return "_" if inner else "\\_"
+    if char in _OPENS_MARKUP:
+        after = text[at + 1:at + 2]
+        return _ENTITY[char] if not after or _OPENS_MARKUP[char].match(after) else char
+    if char == ">":
+        return _ENTITY[char] if not text[:at].strip() else char
     return _ALWAYS.get(char, char)
 
 
