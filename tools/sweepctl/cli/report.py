@@ -3,6 +3,9 @@ with --notes, into notes.md's generated block (plus the sensitivity plots).
 
 With no EXP (or ``--all``), every experiment under experiments/ is reported in this one
 process: one MLflow index, one GitHub client. ``report.yml`` runs it hourly.
+
+``--pr N --plan-json FILE`` is pr-comment.yml's: it renders a PR's plan (untrusted JSON
+from its artifact) with sweepctl's own renderer into the experiment's comment.
 """
 
 from __future__ import annotations
