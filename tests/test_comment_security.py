@@ -313,3 +313,28 @@ def test_report_refuses_a_notes_or_plot_symlink_and_leaves_the_target(
         assert code == 1 and "sweepctl: error:" in err
         assert outside.read_text() == "token=hunter2\n" and github.writes == []
     assert notes.read_bytes() == original
+
+
+def test_the_plan_json_renders_exactly_as_plan_markdown_with_base_and_reuse(
+        git_repo: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What pr-comment.yml posts from the JSON is what `plan --format markdown` shows: the
+    vs-base column, the removed trials and the MLflow reuse column survive the round trip."""
+    from sweepctl.renderers.plan import plan_from_data, render_markdown
+
+    folder, _ = make_experiment(git_repo)
+    subprocess.run(["git", "add", "."], cwd=git_repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "Add lora-rank-sweep"], cwd=git_repo, check=True)
+    experiment, trials = trials_of(folder)
+    log_trial(MlflowClient(mlflow_server), experiment, trials[1], metrics=result(0.4, 9.0))
+    sweep = folder / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace("[8, 16, 32]", "[8, 16, 64]"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    outputs = []
+    for output_format in ("json", "markdown"):
+        capsys.readouterr()
+        main(["plan", str(folder), "--base", "HEAD", "--format", output_format])
+        outputs.append(capsys.readouterr().out)
+    data = json.loads(outputs[0])["plans"][0]
+    assert data["base"]["removed"] and data["reuse"]["reused"] == 1
+    assert render_markdown(plan_from_data(data)) == outputs[1]
