@@ -338,3 +338,18 @@ def test_the_plan_json_renders_exactly_as_plan_markdown_with_base_and_reuse(
     data = json.loads(outputs[0])["plans"][0]
     assert data["base"]["removed"] and data["reuse"]["reused"] == 1
     assert render_markdown(plan_from_data(data)) == outputs[1]
+
+
+def test_an_unreachable_tracking_uri_is_reported_without_its_userinfo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import free_port
+
+    folder, _ = make_experiment(tmp_path)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    port = free_port()
+    code, out, err = run_report(f"http://alice:s3cr3t-pw@127.0.0.1:{port}", capsys,
+                                monkeypatch, str(folder))
+    assert code == 1 and f"127.0.0.1:{port}" in err
+    assert "s3cr3t-pw" not in out + err and "alice" not in out + err
