@@ -23,6 +23,7 @@ class GitHubStandIn:
     pulls: dict[str, list[int]] = field(default_factory=dict)      # sha -> PR numbers
     list_requests: list[tuple[int, int]] = field(default_factory=list)  # (per_page, page)
     next_id: int = 1000
+    bot_login: str = "github-actions[bot]"  # the author of what the token creates
 
     @property
     def url(self) -> str:
@@ -43,7 +44,8 @@ class GitHubStandIn:
     def add(self, issue: int, body: str, login: str = "other-bot[bot]") -> int:
         self.next_id += 1
         self.comments[self.next_id] = {
-            "id": self.next_id, "body": body, "issue": issue, "user": {"login": login},
+            "id": self.next_id, "body": body, "issue": issue,
+            "user": {"login": login, "type": "Bot" if login.endswith("[bot]") else "User"},
             "url": f"{self.url}/repos/{REPO}/issues/comments/{self.next_id}",
             "html_url": f"https://github.example/{REPO}/pull/{issue}#issuecomment-{self.next_id}",
         }
@@ -83,7 +85,7 @@ class GitHubStandIn:
 
     def _create(self, request: Request) -> Response:
         issue = int(request.path.split("/")[-2])
-        comment_id = self.add(issue, json.loads(request.data)["body"], login="sweepctl[bot]")
+        comment_id = self.add(issue, json.loads(request.data)["body"], login=self.bot_login)
         self.writes.append(("POST", comment_id))
         # the fault comes after the store: a lost response, which must not make a duplicate
         return self._fault("POST") or self._json(self.comments[comment_id], 201)

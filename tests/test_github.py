@@ -50,6 +50,19 @@ def test_a_comment_quoting_the_marker_is_not_ours(github: GitHubStandIn) -> None
     assert github.comments[quoted]["body"].startswith("> ")
 
 
+def test_a_marker_comment_by_another_author_is_never_edited(github: GitHubStandIn) -> None:
+    """Whoever posts the marker first must not own the report: only the bot's login is
+    ours, a user's or another bot's comment with the marker is left as it is."""
+    squatters = [github.add(7, f"{MARKER}\nforged: ship it", login=login)
+                 for login in ("mallory", "github-actions", "other-bot[bot]")]
+    assert sticky(github).upsert(f"{MARKER}\nreal\n").action == "created"
+    assert sticky(github).upsert(f"{MARKER}\nreal 2\n").action == "updated"
+    assert all(github.comments[s]["body"] == f"{MARKER}\nforged: ship it" for s in squatters)
+    ours = [c for c in github.on(7) if c["user"]["login"] == "github-actions[bot]"]
+    assert [c["body"] for c in ours] == [f"{MARKER}\nreal 2\n"]
+    assert {comment_id for _, comment_id in github.writes}.isdisjoint(squatters)
+
+
 def test_a_502_after_the_create_is_retried_without_a_duplicate(github: GitHubStandIn) -> None:
     github.fail_next += [("GET", 502), ("POST", 502)]
     waits: list[float] = []

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sweepctl.clients.notes_file import BEGIN, END, check_markers, write_block
-from sweepctl.errors import SpecError
+from sweepctl.clients.notes_file import BEGIN, END, check_markers, safe_open_for_write, write_block
+from sweepctl.errors import SpecError, SweepctlError
 
 # Backticks and ~~~ could put the markers inside a code fence or `code`, where they are
 # text, not markers (tested on their own below).
@@ -118,3 +118,51 @@ def test_a_new_notes_file_gets_the_usual_mode_not_mkstemps_0600(tmp_path: Path) 
     finally:
         os.umask(old)
     assert oct((tmp_path / "notes.md").stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_notes_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """notes.md -> a file outside the repo (or .git/config, /proc/self/environ): reading
+    through it would copy the target into a file report.yml commits."""
+    secret = tmp_path / "outside" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("token=hunter2\n")
+    folder = tmp_path / "repo" / "experiments" / "demo"
+    folder.mkdir(parents=True)
+    notes = folder / "notes.md"
+    notes.symlink_to(secret)
+
+    for call in (lambda: check_markers(notes), lambda: write_block(notes, "results")):
+        with pytest.raises(SweepctlError, match=r"notes\.md is a symlink; refusing to read"):
+            call()
+    assert secret.read_text() == "token=hunter2\n" and notes.is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]  # no temp file left
+
+
+def test_a_notes_md_that_is_a_folder_or_in_a_symlinked_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "dir" / "notes.md").mkdir(parents=True)
+    with pytest.raises(SweepctlError, match="is not a regular file"):
+        write_block(tmp_path / "dir" / "notes.md", "results")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(SweepctlError, match="linked is a symlink or not a folder"):
+        write_block(tmp_path / "linked" / "notes.md", "results")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_safe_open_for_write_refuses_links_and_writes_regular_files(tmp_path: Path) -> None:
+    target = tmp_path / "target.png"
+    target.write_bytes(b"keep")
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "link.png").symlink_to(target)
+    os.link(target, plots / "hard.png")
+    for name, message in (("link.png", "is a symlink"), ("hard.png", "other hard links")):
+        with pytest.raises(SweepctlError, match=message):
+            safe_open_for_write(plots / name)
+    (tmp_path / "linked-plots").symlink_to(plots)
+    with pytest.raises(SweepctlError, match="is a symlink or not a folder"):
+        safe_open_for_write(tmp_path / "linked-plots" / "new.png")
+    assert target.read_bytes() == b"keep"
+    with safe_open_for_write(plots / "lora_rank.png") as handle:
+        handle.write(b"png")
+    assert (plots / "lora_rank.png").read_bytes() == b"png"

@@ -107,17 +107,6 @@ def test_the_pr_is_found_from_the_commit_that_added_the_experiment(
     assert len(github.on(12)) == 1 and f"{REPO}#12: comment created" in err
 
 
-def test_the_runs_pr_tag_wins(tmp_path: Path, mlflow_server: str, github: GitHubStandIn,
-                              capsys: pytest.CaptureFixture[str],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
-    folder, _ = make_experiment(tmp_path)
-    experiment, trials = trials_of(folder)
-    log_trial(MlflowClient(mlflow_server), experiment, trials[0], metrics=result(0.4, 9.0), pr=5)
-    code, _, err = report(folder, mlflow_server, capsys, monkeypatch)
-    assert code == 0, err
-    assert len(github.on(5)) == 1
-
-
 def test_mlflow_down_writes_and_posts_nothing(
         tmp_path: Path, github: GitHubStandIn, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,20 +150,23 @@ def test_without_github_the_body_is_printed(
     assert code == 2 and "GITHUB_TOKEN" in err
 
 
-def test_plan_body_then_report_edit_the_same_comment(
+def test_plan_json_then_report_edit_the_same_comment(
         tmp_path: Path, mlflow_server: str, github: GitHubStandIn,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The PR workflow posts `plan --format markdown` with --body-file; a later report
-    edits that same comment (one marker for both)."""
+    """pr-comment.yml renders `plan --format json` with --plan-json; a later report edits
+    that same comment (one marker for both), and the body is what `plan --format
+    markdown` prints."""
     folder, _ = make_experiment(tmp_path)
     experiment, _ = trials_of(folder)
-    plan_md = tmp_path / "plan.md"
+    plan_json = tmp_path / "plan.json"
     capsys.readouterr()
+    assert main(["plan", str(folder), "--format", "json", "--offline"]) == 0
+    plan_json.write_text(capsys.readouterr().out)
     assert main(["plan", str(folder), "--format", "markdown", "--offline"]) == 0
-    plan_md.write_text(capsys.readouterr().out)
-    assert main(["report", "--pr", "9", "--body-file", str(plan_md)]) == 0
+    markdown = capsys.readouterr().out
+    assert main(["report", "--pr", "9", "--plan-json", str(plan_json)]) == 0
     ours = [c for c in github.on(9) if c["body"].startswith(comment_marker(experiment.name))]
-    assert len(ours) == 1 and "sweepctl plan" in ours[0]["body"]
+    assert len(ours) == 1 and ours[0]["body"] == markdown
 
     code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--pr", "9")
     assert code == 0, err
@@ -183,15 +175,12 @@ def test_plan_body_then_report_edit_the_same_comment(
     assert [m for m, _ in github.writes] == ["POST", "PATCH"]
 
 
-@pytest.mark.parametrize("body", ["no marker here\n", "<!-- sweepctl:report:Bad_Name -->\nx",
-                                  "<!-- someone else -->\n"])
-def test_body_file_refuses_what_is_not_ours(
-        tmp_path: Path, github: GitHubStandIn, capsys: pytest.CaptureFixture[str],
-        body: str) -> None:
-    path = tmp_path / "body.md"
-    path.write_text(body)
-    assert main(["report", "--pr", "9", "--body-file", str(path)]) == 1
-    assert "first line must be a marker" in capsys.readouterr().err
+def test_plan_json_needs_the_pr(tmp_path: Path, github: GitHubStandIn,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text("{}")
+    assert main(["report", "--plan-json", str(path)]) == 2
+    assert "--plan-json needs --pr N" in capsys.readouterr().err
     assert github.writes == []
 
 
@@ -218,22 +207,6 @@ def test_a_shallow_clone_never_guesses_the_pr(
 
     assert code == 1 and "this clone is shallow" in err and "--pr N" in err
     assert github.comments == {} and github.writes == []
-
-
-def test_body_file_limit_counts_characters_not_bytes(
-        tmp_path: Path, github: GitHubStandIn, capsys: pytest.CaptureFixture[str]) -> None:
-    """A plan table full of multi-byte text (· – ± Δ, names in any script) is under
-    GitHub's 65,536 characters while over 65,536 bytes: it must still be posted."""
-    path = tmp_path / "plan.md"
-    body = "<!-- sweepctl:report:demo -->\n" + "| Δ ± – · ü |\n" * 4000
-    assert len(body) < 65_536 < len(body.encode())
-    path.write_text(body, encoding="utf-8")
-    assert main(["report", "--pr", "9", "--body-file", str(path)]) == 0, \
-        capsys.readouterr().err
-    assert github.on(9)[0]["body"] == body
-    path.write_text(body + "x" * 10_000, encoding="utf-8")
-    assert main(["report", "--pr", "9", "--body-file", str(path)]) == 1
-    assert "characters; a comment is at most 65536" in capsys.readouterr().err
 
 
 def test_scheduled_notes_for_an_experiment_merged_without_a_pr(

@@ -148,9 +148,9 @@ def test_the_workflows_call_the_commands_of_the_loop() -> None:
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A working directory where every placeholder stands for something that exists."""
     (tmp_path / "experiments" / "demo").mkdir(parents=True)
-    plan = tmp_path / "plans" / "demo.md"
+    plan = tmp_path / "plans" / "demo.json"
     plan.parent.mkdir()
-    plan.write_text("<!-- sweepctl:report:demo -->\nplan\n")
+    plan.write_text('{"plans": []}\n')
     monkeypatch.chdir(tmp_path)
     return {
         "PR_NUMBER": "12",                 # pr-comment.yml: validated digits
@@ -200,55 +200,123 @@ def test_the_validate_hook_run_in_ci_exists() -> None:
         assert "sweepctl-validate" in {hook["id"] for hook in yaml.safe_load(manifest.read_text())}
 
 
-def test_report_commits_good_notes_even_when_the_comment_fails(tmp_path: Path) -> None:
-    """report.yml's loop, run by bash as Actions runs it, with a stand-in sweepctl that
-    writes notes.md and then fails to post (no PR found): the notes still get their
-    commit with the trailer, the other experiment too, and the job is marked failed."""
-    script = next(step["run"] for where, step in steps() if where.startswith("report.yml")
-                  and step.get("name") == "Report every experiment")
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def _report_repo(tmp_path: Path, stub: str) -> Path:
+    """A repository with experiments alpha and beta and a stand-in `.venv/bin/sweepctl`."""
     repo = tmp_path / "repo"
     for name in ("alpha", "beta"):
         (repo / "experiments" / name).mkdir(parents=True)
         (repo / "experiments" / name / "experiment.yaml").write_text(f"name: {name}\n")
-    stub = repo / ".venv" / "bin" / "sweepctl"
-    stub.parent.mkdir(parents=True)
-    stub.write_text('#!/bin/bash\necho "results" > "$2/notes.md"\n'
-                    '[ "$(basename "$2")" = beta ]\n')
-    stub.chmod(0o755)
+        (repo / "experiments" / name / "notes.md").write_text("# notes\n")
+    path = repo / ".venv" / "bin" / "sweepctl"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"#!/bin/bash\n{stub}\n")
+    path.chmod(0o755)
     (repo / ".gitignore").write_text(".venv/\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "."], ["-c", "user.name=t", "-c",
-                 "user.email=t@e", "commit", "-qm", "init"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "init")
+    return repo
+
+
+def _run_report_yml(repo: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """report.yml's report and commit steps, run by bash as Actions runs them."""
     env_file = tmp_path / "github_env"
-    done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-                          cwd=repo, capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-                               "GITHUB_ENV": str(env_file)})
-    assert done.returncode == 0, done.stderr
-    log = subprocess.run(["git", "log", "--format=%B%x00"], cwd=repo, check=True,
-                         capture_output=True, text=True).stdout
+    env_file.write_text("")
+    output = []
+    for name in ("Report every experiment", "Commit the notes"):
+        script = next(step["run"] for where, step in steps() if where.startswith("report.yml")
+                      and step.get("name") == name)
+        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                              cwd=repo, capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                   "GITHUB_ENV": str(env_file)})
+        assert done.returncode == 0, done.stderr
+        output.append(done.stdout)
+    return done, "".join(output) + env_file.read_text()
+
+
+def test_report_runs_once_and_commits_good_notes_even_when_a_comment_fails(
+        tmp_path: Path) -> None:
+    """One `sweepctl report --notes` for every experiment writes both notes.md and fails
+    (a comment could not be posted): both notes still get their commit with the trailers,
+    the plots too, nothing else is staged, and the job is marked failed."""
+    repo = _report_repo(tmp_path, '[ "$*" = "report --notes" ] || exit 3\n'
+                        'for d in experiments/*/; do echo results > "$d/notes.md"; done\n'
+                        'mkdir -p experiments/beta/plots; echo png > experiments/beta/plots/r.png\n'
+                        'echo stray > experiments/beta/stray.txt\nexit 1')
+    _, output = _run_report_yml(repo, tmp_path)
+    log = _git(repo, "log", "--format=%B%x00")
     assert "Sweepctl-Experiment: alpha" in log and "Sweepctl-Experiment: beta" in log
-    assert "failed=1" in env_file.read_text()
-    assert "::warning::report failed for alpha" in done.stdout
+    assert "Sweepctl-Result: notes.md" in log
+    assert _git(repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "experiments/beta/notes.md", "experiments/beta/plots/r.png"]
+    assert "failed=1" in output and "::warning::report failed" in output
+    assert _git(repo, "status", "--porcelain") == "?? experiments/beta/stray.txt\n"
+
+
+def test_a_notes_symlink_is_never_staged(tmp_path: Path) -> None:
+    """notes.md and a plot replaced by symlinks to files outside the repo: nothing of that
+    experiment is staged or committed, the targets are untouched, the other experiment's
+    notes are committed, and the job fails."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("token=hunter2\n")
+    repo = _report_repo(tmp_path, 'echo results > experiments/beta/notes.md')
+    alpha = repo / "experiments" / "alpha"
+    (alpha / "notes.md").unlink()
+    (alpha / "notes.md").symlink_to(outside)
+    (alpha / "plots").mkdir()
+    (alpha / "plots" / "x.png").symlink_to(outside)
+
+    _, output = _run_report_yml(repo, tmp_path)
+
+    assert "::error::experiments/alpha/" in output and "is a symlink or not a regular file" \
+        in output
+    assert "failed=1" in output
+    assert outside.read_text() == "token=hunter2\n"
+    assert _git(repo, "diff", "--cached", "--name-only") == ""
+    committed = _git(repo, "log", "--format=", "--name-only", "HEAD~1..HEAD").split()
+    assert committed == ["experiments/beta/notes.md"]
+    assert _git(repo, "log", "--format=%s").splitlines()[0] == "sweepctl: results for beta"
+
+
+def test_a_plots_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.png").write_text("png")
+    repo = _report_repo(tmp_path, "true")
+    (repo / "experiments" / "alpha" / "plots").symlink_to(elsewhere)
+    _, output = _run_report_yml(repo, tmp_path)
+    assert "::error::experiments/alpha/plots is not a folder" in output
+    assert _git(repo, "status", "--porcelain") == "?? experiments/alpha/plots\n"
 
 
 def test_pr_comment_posts_every_plan_even_when_one_is_refused(tmp_path: Path) -> None:
     """pr-comment.yml's loop under bash -eo pipefail: a refused plan (empty, because its
-    `sweepctl plan` failed) is reported, the others are still posted, the job fails."""
+    `sweepctl plan` failed) is reported, the others are still posted, and no file other
+    than plans/<experiment>.json (a markdown body, a symlink) reaches sweepctl."""
     script = next(step["run"] for where, step in steps() if where.startswith("pr-comment.yml")
                   and step.get("name") == "Post or edit the sticky comments")
     plans = tmp_path / "untrusted-plan" / "plans"
     plans.mkdir(parents=True)
-    (plans / "alpha.md").write_text("")
-    (plans / "beta.md").write_text("<!-- sweepctl:report:beta -->\nplan\n")
+    (plans / "alpha.json").write_text("")
+    (plans / "beta.json").write_text('{"plans": []}\n')
+    (plans / "gamma.md").write_text("<!-- sweepctl:report:gamma -->\nforged\n")
+    (plans / "delta.json").symlink_to(plans / "beta.json")
     posted = tmp_path / "posted"
     stub = tmp_path / "work" / ".venv" / "bin" / "sweepctl"
     stub.parent.mkdir(parents=True)
-    stub.write_text(f'#!/bin/bash\n[ -s "$5" ] || exit 1\necho "$5" >> "{posted}"\n')
+    stub.write_text(f'#!/bin/bash\n[ "$4" = --plan-json ] && [ -s "$5" ] || exit 1\n'
+                    f'echo "$5" >> "{posted}"\n')
     stub.chmod(0o755)
     done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
                           cwd=stub.parent.parent.parent, capture_output=True, text=True,
                           timeout=60, env={"PATH": "/usr/bin:/bin", "PR_NUMBER": "12",
                                            "RUNNER_TEMP": str(tmp_path)})
     assert done.returncode == 1
-    assert posted.read_text().split() == [str(plans / "beta.md")]
+    assert posted.read_text().split() == [str(plans / "beta.json")]
+    assert "not a regular file of at most 4 MiB; skipped" in done.stdout

@@ -3,6 +3,9 @@ with --notes, into notes.md's generated block (plus the sensitivity plots).
 
 With no EXP (or ``--all``), every experiment under experiments/ is reported in this one
 process: one MLflow index, one GitHub client. ``report.yml`` runs it hourly.
+
+``--pr N --plan-json FILE`` is pr-comment.yml's: it renders a PR's plan (untrusted JSON
+from its artifact) with sweepctl's own renderer into the experiment's comment.
 """
 
 from __future__ import annotations
@@ -40,28 +43,30 @@ def _notes_url(repository: str | None) -> Callable[[ResolvedExperiment], str | N
     return url
 
 
-def _github_target(repository: str | None) -> GitHubTarget:
-    from sweepctl.clients.github_api import DEFAULT_API_URL, GitHubTarget
+def _github_target(repository: str | None, bot_login: str | None = None) -> GitHubTarget:
+    from sweepctl.clients.github_api import DEFAULT_API_URL, DEFAULT_BOT_LOGIN, GitHubTarget
 
     token = os.environ.get("GITHUB_TOKEN") or None
     if not (token and repository):
         raise UsageError(NEEDS_TOKEN)
     return GitHubTarget(repository=repository, token=token,
-                        api_url=os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL)
+                        api_url=os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL,
+                        bot_login=os.environ.get("SWEEPCTL_BOT_LOGIN") or bot_login
+                        or DEFAULT_BOT_LOGIN)
 
 
-def _post_body_file(body_file: Path, pr_number: int | None) -> int:
-    """Post a ready-made body (the plan from a PR's artifact: untrusted data)."""
-    from sweepctl.clients.github_api import StickyComment
-    from sweepctl.renderers.markdown import read_comment_body
+def _post_plan_json(plan_json: Path, pr_number: int | None) -> int:
+    """Render the plan of a PR's artifact (untrusted data) and post it as the comment."""
+    from sweepctl.clients.github_api import GitHub
+    from sweepctl.usecases.report import post_plan
 
     if pr_number is None:
-        raise UsageError("--body-file needs --pr N")
-    target = _github_target(os.environ.get("GITHUB_REPOSITORY"))
-    marker, body = read_comment_body(body_file)
-    result = StickyComment(target, pr_number, marker).upsert(body)
-    click.echo(f"{target.repository}#{pr_number}: comment {result.action}"
-               f"{f' ({result.url})' if result.url else ''}", err=True)
+        raise UsageError("--plan-json needs --pr N")
+    workspace = workspace_for(None)
+    github = GitHub(_github_target(os.environ.get("GITHUB_REPOSITORY"),
+                                   _github_setting(workspace, "bot_login")))
+    _, posted = post_plan(plan_json, pr_number, github)
+    click.echo(posted, err=True)
     return 0
 
 
@@ -72,22 +77,23 @@ def _post_body_file(body_file: Path, pr_number: int | None) -> int:
 @click.option("--pr", "pr_number", type=click.IntRange(min=1), default=None,
               help="pull request number (default: the PR that added the experiment)")
 @click.option("--notes", is_flag=True, help="also write the results block into notes.md")
-@click.option("--body-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="post this ready-made body (e.g. `sweepctl plan --format markdown` output) "
-              "as the sticky comment; its first line must be the comment marker; needs --pr")
+@click.option("--plan-json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="render this plan (`sweepctl plan --format json` output of one "
+              "experiment, e.g. from a PR's artifact: checked as untrusted data) and post it "
+              "as the sticky comment; needs --pr")
 @tolerance_option
 def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, notes: bool,
-            body_file: Path | None, tolerance: float) -> int:
+            plan_json: Path | None, tolerance: float) -> int:
     """Post the results to each PR's one sticky comment (GITHUB_TOKEN, GITHUB_REPOSITORY,
     GITHUB_API_URL) and, with --notes, write them into notes.md.
 
     EXPERIMENTS are folders or bare names; none (or --all) reports every experiment.
     Without a GitHub token and repository the comment body is printed instead.
     """
-    if body_file is not None:
+    if plan_json is not None:
         if experiments or notes or every:
-            raise UsageError("--body-file posts a given body: no EXPERIMENT, --all or --notes")
-        return _post_body_file(body_file, pr_number)
+            raise UsageError("--plan-json posts a plan: no EXPERIMENT, --all or --notes")
+        return _post_plan_json(plan_json, pr_number)
     if every and experiments:
         raise UsageError("--all reports every experiment: name none")
     workspace = workspace_for(None)
@@ -95,12 +101,14 @@ def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, no
     if pr_number is not None and len(folders) != 1:
         raise UsageError("--pr N names the PR of one experiment: name exactly one")
     token = os.environ.get("GITHUB_TOKEN") or None
-    repository = os.environ.get("GITHUB_REPOSITORY") or _repository(workspace, folders)
+    repository = os.environ.get("GITHUB_REPOSITORY") or _github_setting(workspace,
+                                                                        "repository", folders)
     github = None
     if token or pr_number:
         from sweepctl.clients.github_api import GitHub
 
-        github = GitHub(_github_target(repository))
+        github = GitHub(_github_target(repository,
+                                       _github_setting(workspace, "bot_login", folders)))
     request = ReportRequest(pr=pr_number, notes=notes, tolerance=tolerance,
                             notes_url=_notes_url(repository))
     summary = report(workspace, folders, request, github)
@@ -112,11 +120,13 @@ def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, no
     return 0 if summary.ok else 1
 
 
-def _repository(workspace: Workspace, folders: list[Path]) -> str | None:
-    if not folders:
-        return None
-    data, _ = workspace.defaults(folders[0].parent)
-    return (data.get("github") or {}).get("repository")
+def _github_setting(workspace: Workspace, key: str,
+                    folders: list[Path] | None = None) -> str | None:
+    """``github.<key>`` of defaults.yaml (that of the first experiment's folder)."""
+    where = folders[0].parent if folders else workspace.cwd / "experiments"
+    data, _ = workspace.defaults(where)
+    value = (data.get("github") or {}).get(key)
+    return value if isinstance(value, str) else None
 
 
 def _print(entry: ExperimentReport, notes: bool, posted: bool) -> None:

@@ -1,8 +1,10 @@
 """THE GitHub module (PyGithub, imported lazily): the sticky PR comment and the PR of a
 commit. Nothing else in sweepctl imports ``github``.
 
-The comment is found by its hidden marker at the start of the body; sweepctl creates
-it once, then edits it, and never touches a comment that does not start with its marker.
+The comment is found by its hidden marker at the start of the body AND its author: the
+bot's own login (``GitHubTarget.bot_login``). Anyone can post a comment that starts with
+the marker; such a comment is never edited (it would let its author own the "official"
+report), and the bot creates its own next to it.
 Every attempt re-reads the comments before writing, so a create whose response was
 lost (a 502 after GitHub stored it) is found and edited on retry instead of duplicated.
 """
@@ -17,6 +19,8 @@ from typing import Any, TypeVar
 from sweepctl.errors import GitHubError
 
 DEFAULT_API_URL = "https://api.github.com"
+# the login GITHUB_TOKEN's comments carry; a GitHub App posts as "<app-slug>[bot]"
+DEFAULT_BOT_LOGIN = "github-actions[bot]"
 MAX_ATTEMPTS = 5
 MAX_WAIT_SECONDS = 60.0
 T = TypeVar("T")
@@ -29,6 +33,7 @@ class GitHubTarget:
     api_url: str = DEFAULT_API_URL        # GITHUB_API_URL (GitHub Enterprise, a stand-in)
     # GitHub asks integrations to space writes ~1 s apart; tests turn it off
     throttle: bool = True
+    bot_login: str = DEFAULT_BOT_LOGIN    # github.bot_login / SWEEPCTL_BOT_LOGIN
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ def with_retries(action: str, call: Callable[[], T],
 
 
 class StickyComment:
-    """The one comment per PR and experiment, found by ``marker`` at the start of its body."""
+    """The one comment per PR and experiment: written by ``target.bot_login`` and starting
+    with ``marker``."""
 
     def __init__(self, target: GitHubTarget, pr_number: int, marker: str,
                  sleep: Callable[[float], None] = time.sleep, client: Any = None) -> None:
@@ -117,7 +123,9 @@ class StickyComment:
     def find(self) -> Any | None:
         """Our comment (the oldest, should duplicates ever exist), or None."""
         for comment in self._issue().get_comments():
-            if (comment.body or "").startswith(self.marker):
+            user = comment.user
+            author = user.login if user is not None else None
+            if author == self.target.bot_login and (comment.body or "").startswith(self.marker):
                 return comment
         return None
 

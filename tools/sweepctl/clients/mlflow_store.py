@@ -78,19 +78,25 @@ def _record(run: Any) -> RunRecord:
 
 
 def _redact(text: str, tracking_uri: str) -> str:
-    """``text`` without the URI's password: MLflow quotes the whole URL (basic auth
-    credentials included) in its errors, and ours end up in CI logs."""
+    """``text`` without the URI's userinfo (and its password anywhere else): MLflow quotes
+    the whole URL (basic auth credentials included) in its errors, and ours end up in CI
+    logs."""
     from urllib.parse import urlsplit
 
     try:
-        password = urlsplit(tracking_uri).password
+        parts = urlsplit(tracking_uri)
+        password = parts.password
     except ValueError:
         return text
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and userinfo:  # "user:password@" or a token as the user: gone entirely
+        text = text.replace(f"{userinfo}@", "")
     return text.replace(password, "***") if password else text
 
 
 def safe_uri(tracking_uri: str) -> str:
-    """The tracking URI as it may be printed (password masked)."""
+    """The tracking URI as it may be printed: userinfo (user and password, or a token
+    in the user part) removed entirely, the password masked anywhere else it appears."""
     return _redact(tracking_uri, tracking_uri)
 
 

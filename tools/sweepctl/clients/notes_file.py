@@ -4,15 +4,23 @@ Every byte outside the markers survives (the file is handled as bytes, decoded w
 surrogateescape so even invalid UTF-8 round-trips), the write is atomic (temp file in
 the same folder + os.replace), and malformed markers stop the write with a
 ``path:line:col: error:`` message instead of guessing.
+
+No symlink is followed: a notes.md (or plot, or their folder) that is a symlink would
+read /proc/self/environ or .git/config into a file the scheduled report commits, or
+write outside the repository. It is refused and its target left untouched
+(lstat + O_NOFOLLOW); ``safe_open_for_write`` gives the plots writer the same guarantee.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from sweepctl.errors import SpecError, SweepctlError
 
@@ -103,13 +111,58 @@ def splice(text: str, block: str, path: Path) -> str:
     return f"{text}{separator}{BEGIN}{body}{END}\n"
 
 
-def read_text(path: Path) -> str:
+def refuse_links(path: Path) -> os.stat_result | None:
+    """lstat of ``path`` (None when missing); refuses a symlink or special file, and a
+    folder that is a symlink."""
     try:
-        return path.read_bytes().decode("utf-8", "surrogateescape")
+        folder = os.lstat(path.parent)
+    except FileNotFoundError:
+        folder = None
+    except OSError as exc:
+        raise SweepctlError(f"cannot read {path.parent}: {exc.strerror}") from exc
+    if folder is not None and not stat.S_ISDIR(folder.st_mode):
+        raise SweepctlError(f"{path.parent} is a symlink or not a folder; refusing to write "
+                            "through it")
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SweepctlError(f"cannot read {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(found.st_mode):
+        kind = "a symlink" if stat.S_ISLNK(found.st_mode) else "not a regular file"
+        raise SweepctlError(f"{path} is {kind}; refusing to read or replace it (make it a "
+                            "regular file)")
+    return found
+
+
+def read_text(path: Path) -> str:
+    if refuse_links(path) is None:
+        return ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return ""
     except OSError as exc:
+        if exc.errno == errno.ELOOP:  # became a symlink since the lstat
+            raise SweepctlError(f"{path} is a symlink; refusing to read or replace it") from exc
         raise SweepctlError(f"cannot read {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read().decode("utf-8", "surrogateescape")
+
+
+def safe_open_for_write(path: Path) -> BinaryIO:
+    """``path`` opened for writing (created or truncated) without following a symlink at
+    ``path`` or its folder: a plot named like an existing symlink is refused."""
+    found = refuse_links(path)
+    if found is not None and found.st_nlink > 1:  # truncating would write the other name too
+        raise SweepctlError(f"{path} has other hard links; refusing to overwrite it")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise SweepctlError(f"cannot write {path}: {exc.strerror}") from exc
+    return os.fdopen(fd, "wb")
 
 
 def check_markers(path: Path) -> None:
@@ -125,7 +178,8 @@ def _new_file_mode() -> int:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode()
+    found = refuse_links(path)
+    mode = found.st_mode & 0o7777 if found is not None else _new_file_mode()
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -144,7 +198,7 @@ def write_block(path: Path, block: str) -> bool:
     """Put ``block`` between the markers of ``path``; True when the file changed."""
     text = read_text(path)
     new = splice(text, block, path)
-    if new == text and path.exists():
+    if new == text and os.path.lexists(path):
         return False
     atomic_write(path, new.encode("utf-8", "surrogateescape"))
     return True

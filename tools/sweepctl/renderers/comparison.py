@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from sweepctl.renderers.escape import md_cell
 from sweepctl.renderers.values import format_value
 from sweepctl.results.compare import Comparison, Row
 
@@ -48,14 +49,15 @@ def marks(comparison: Comparison, row: Row) -> str:
 
 def markdown_rows(comparison: Comparison, rows: Sequence[Row],
                   link: Any = None) -> list[list[str]]:
-    """Display cells per row; ``link(row) -> str | None`` turns the trial into a link."""
+    """Display cells per row, every string from MLflow or YAML escaped (``md_cell``);
+    ``link(row) -> str | None`` (a URL we built) turns the trial into a link."""
     out = []
     for row in rows:
         url = link(row) if link is not None else None
-        name = f"[{row.label}]({url})" if url else row.label
+        name = f"[{md_cell(row.label)}]({url})" if url else md_cell(row.label)
         out.append([
-            name, *(format_value(row.params.get(k, "")) for k in comparison.varied),
-            row.status, _objective_cell(row), _pct(row.delta_objective_pct),
+            name, *(md_cell(format_value(row.params.get(k, ""))) for k in comparison.varied),
+            md_cell(row.status), _objective_cell(row), _pct(row.delta_objective_pct),
             _num(row.train_loss), _num(row.runtime), _pct(row.delta_runtime_pct),
             _num(row.samples_per_s), marks(comparison, row),
         ])
@@ -63,8 +65,9 @@ def markdown_rows(comparison: Comparison, rows: Sequence[Row],
 
 
 def markdown_headers(comparison: Comparison) -> list[str]:
-    return ["trial", *comparison.varied, "status", comparison.metric,
-            f"Δ {comparison.metric}", "train loss", "train_runtime (s)", "Δ runtime",
+    metric = md_cell(comparison.metric)
+    return ["trial", *(md_cell(k) for k in comparison.varied), "status", metric,
+            f"Δ {metric}", "train loss", "train_runtime (s)", "Δ runtime",
             "samples/s", ""]
 
 
@@ -78,9 +81,11 @@ def markdown_table(comparison: Comparison, rows: Sequence[Row] | None = None,
 
 
 def summary_lines(comparison: Comparison) -> list[str]:
+    """Markdown lines; the verdict, labels and the metric name are escaped (``md_cell``)."""
     c = comparison.counts
+    metric = md_cell(comparison.metric)
     lines = [
-        f"**Verdict:** {comparison.verdict_text}",
+        f"**Verdict:** {md_cell(comparison.verdict_text, limit=300)}",
         f"**Trials:** {c['finished']} finished, {c['failed']} failed, {c['running']} running, "
         f"{c['missing']} not started, of {c['expected']}"
         + (f" (+{c['outside_sweep']} run(s) outside the current sweep)"
@@ -88,13 +93,13 @@ def summary_lines(comparison: Comparison) -> list[str]:
     ]
     if comparison.best is not None:
         b = comparison.best
-        lines.append(f"**Best:** {b.label} ({comparison.metric} {_num(b.objective)}, "
+        lines.append(f"**Best:** {md_cell(b.label)} ({metric} {_num(b.objective)}, "
                      f"{_pct(b.delta_objective_pct)} vs baseline)")
     if comparison.sweet_spot is not None:
         s = comparison.sweet_spot
-        lines.append(f"**Sweet spot:** {s.label} ({comparison.metric} {_num(s.objective)}, "
+        lines.append(f"**Sweet spot:** {md_cell(s.label)} ({metric} {_num(s.objective)}, "
                      f"train_runtime {_num(s.runtime)} s, {_pct(s.delta_runtime_pct)} vs "
-                     f"baseline); {comparison.tolerance_text()}")
+                     f"baseline); {md_cell(comparison.tolerance_text(), limit=300)}")
     if comparison.baseline is None or comparison.baseline.objective is None:
         lines.append("Deltas need a finished baseline (trial 0); it has no result yet.")
     return lines
@@ -102,7 +107,8 @@ def summary_lines(comparison: Comparison) -> list[str]:
 
 def render_markdown(comparison: Comparison) -> str:
     goal = "lower" if comparison.goal == "minimize" else "higher"
-    head = (f"### {comparison.experiment}: {comparison.metric} ({goal} is better)")
+    head = (f"### {md_cell(comparison.experiment)}: {md_cell(comparison.metric)} "
+            f"({goal} is better)")
     return "\n\n".join([head, markdown_table(comparison), "\n".join(
         f"- {line}" for line in summary_lines(comparison))]) + "\n"
 

@@ -7,13 +7,16 @@ uses), so the plan is the comment's first state and later reports edit it in pla
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sweepctl.errors import SweepctlError
 from sweepctl.renderers.limits import fit
 from sweepctl.renderers.markdown import comment_marker, md_cell
 from sweepctl.renderers.values import format_value
 from sweepctl.sweep.plan import Plan, PlannedTrial
+from sweepctl.sweep.trial import Trial
 
 
 def marker(experiment: str) -> str:
@@ -145,6 +148,8 @@ def plan_data(plan: Plan) -> dict[str, Any]:
         "gpu_hours_to_run": plan.gpu_hours_to_run if plan.tracking_uri else plan.gpu_hours,
         "over_budget": not plan.ok,
         "dropped": plan.dropped,
+        # the baseline's value of each changed key: the baseline row of the comment
+        "baseline": {k: plan.baseline[k] for k in plan.changed_keys if k in plan.baseline},
         "base": None if plan.base_ref is None else {
             "ref": plan.base_ref, "note": plan.base_note,
             "new": plan.count("new"), "unchanged": plan.count("unchanged"),
@@ -158,3 +163,97 @@ def plan_data(plan: Plan) -> dict[str, Any]:
 def render_json(plans: Sequence[Plan]) -> str:
     return json.dumps({"plans": [plan_data(p) for p in plans],
                        "ok": all(p.ok for p in plans)}, indent=2, default=str)
+
+
+# `plan --format json` output read back from a PR's artifact (untrusted: the PR's own code
+# wrote it) by pr-comment.yml, which renders the comment itself with render_markdown
+MAX_PLAN_TRIALS = 10_000
+_EXPERIMENT = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_HEX = re.compile(r"[0-9a-f]{1,64}")
+_STRATEGY = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+
+
+class _Reader:
+    """Typed getters over untrusted JSON that raise one clear error naming the field."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, field: str, expected: str) -> SweepctlError:
+        return SweepctlError(f"{self.where}: {field} must be {expected}; not a sweepctl plan")
+
+    def text(self, data: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None = None,
+             optional: bool = False, limit: int = 500) -> Any:
+        value = data.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or len(value) > limit or (
+                pattern is not None and not pattern.fullmatch(value)):
+            raise self.fail(key, "a string" if pattern is None else f"like {pattern.pattern}")
+        return value
+
+    def number(self, data: Mapping[str, Any], key: str, integer: bool = False) -> Any:
+        value = data.get(key)
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not (
+                0 <= value < 1e12):
+            raise self.fail(key, "a non-negative " + ("integer" if integer else "number"))
+        return value
+
+    def mapping(self, data: Mapping[str, Any], key: str, optional: bool = False) -> Any:
+        value = data.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, dict) or not all(isinstance(k, str) and len(k) <= 200
+                                                  for k in value):
+            raise self.fail(key, "an object")
+        return value
+
+    def items(self, data: Mapping[str, Any], key: str) -> list[Any]:
+        value = data.get(key)
+        if not isinstance(value, list) or len(value) > MAX_PLAN_TRIALS or not all(
+                isinstance(item, dict) for item in value):
+            raise self.fail(key, f"a list of at most {MAX_PLAN_TRIALS} objects")
+        return value
+
+
+def _trial_from_data(read: _Reader, data: Mapping[str, Any]) -> PlannedTrial:
+    change = read.text(data, "vs_base", optional=True)
+    if change not in (None, "new", "unchanged"):
+        raise read.fail("vs_base", "new, unchanged or null")
+    trial = Trial(index=read.number(data, "index", integer=True),
+                  slug=read.text(data, "slug", _NAME), params=read.mapping(data, "changes"),
+                  config={}, trial_id=read.text(data, "trial_id", _HEX),
+                  name=read.text(data, "name", _NAME),
+                  replicate=read.number(data, "replicate", integer=True))
+    return PlannedTrial(trial, change, read.text(data, "reused_run", _HEX, optional=True))
+
+
+def plan_from_data(data: Any, where: str = "plan") -> Plan:
+    """The Plan that ``plan_data`` wrote, rebuilt from untrusted JSON: every field checked
+    for its type and (names, ids) its pattern; strings are escaped later, by the renderer."""
+    read = _Reader(where)
+    if not isinstance(data, dict):
+        raise read.fail("the plan", "an object")
+    budget = read.mapping(data, "budget")
+    base = read.mapping(data, "base", optional=True)
+    reuse = read.mapping(data, "reuse", optional=True)
+    removed = () if base is None else tuple(
+        _trial_from_data(read, {"index": 1, "slug": item.get("name"), "replicate": 0,
+                                **item}).trial for item in read.items(base, "removed"))
+    return Plan(
+        experiment=read.text(data, "experiment", _EXPERIMENT), path=read.text(data, "path"),
+        strategy=read.text(data, "strategy", _STRATEGY), image=read.text(data, "image"),
+        trials=tuple(_trial_from_data(read, t) for t in read.items(data, "trials")),
+        baseline=read.mapping(data, "baseline", optional=True) or {},
+        max_trials=read.number(budget, "max_trials", integer=True),
+        gpu_hours_budget=read.number(budget, "gpu_hours"),
+        hours_per_trial=read.number(budget, "hours_per_trial"),
+        base_ref=None if base is None else read.text(base, "ref", limit=200),
+        base_note=None if base is None else read.text(base, "note", optional=True),
+        removed=removed,
+        # render_markdown only asks whether a tracking store was consulted
+        tracking_uri=None if reuse is None else "(consulted)",
+        reuse_note=None if reuse is None else read.text(reuse, "note", optional=True),
+        dropped=read.number(data, "dropped", integer=True))

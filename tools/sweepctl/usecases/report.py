@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from sweepctl.errors import GitHubError, SweepctlError
 from sweepctl.results.compare import DEFAULT_TOLERANCE, Comparison
+from sweepctl.sweep.plan import Plan
 from sweepctl.usecases.compare import compare
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
@@ -59,12 +60,11 @@ class ReportSummary:
         return not any(r.error for r in self.reports)
 
 
-def _find_pr(resolved: ResolvedExperiment, comparison: Comparison, github: GitHub) -> int:
-    """The runs' sweepctl.pr tag, else the PR of the commit that added the experiment."""
+def _find_pr(resolved: ResolvedExperiment, github: GitHub) -> int:
+    """The PR of the commit that added the experiment. Never a run's ``sweepctl.pr`` tag:
+    anyone who can log a run could steer the report to another PR with it."""
     from sweepctl.clients.gitrepo import commit_adding
 
-    if comparison.pull_requests:
-        return int(comparison.pull_requests[0])
     sha = commit_adding(resolved.path / "experiment.yaml")
     if sha is None:
         raise NoPullRequest(f"{resolved.path}/experiment.yaml is not committed yet, so its "
@@ -83,7 +83,11 @@ def _write_notes(resolved: ResolvedExperiment, comparison: Comparison,
     from sweepctl.results import sensitivity
 
     table = sensitivity.sensitivity(comparison)
-    plots = sensitivity.write_plots(comparison, table, resolved.path / "plots")
+    folder = resolved.path / "plots"
+    for parameter, points in table.items():
+        if points:  # a plot (or plots/) that is a symlink would write outside the repo
+            notes_file.refuse_links(folder / sensitivity.plot_name(parameter))
+    plots = sensitivity.write_plots(comparison, table, folder)
     block = markdown.notes_block(comparison, table, plots, resolved.path)
     changed = notes_file.write_block(resolved.experiment.notes_path, block)
     entry.notes = "updated" if changed else "unchanged"
@@ -91,12 +95,12 @@ def _write_notes(resolved: ResolvedExperiment, comparison: Comparison,
     entry.plots = len(plots)
 
 
-def _post(resolved: ResolvedExperiment, comparison: Comparison, request: ReportRequest,
-          github: GitHub, entry: ExperimentReport) -> None:
+def _post(resolved: ResolvedExperiment, request: ReportRequest, github: GitHub,
+          entry: ExperimentReport) -> None:
     from sweepctl.renderers import markdown
 
     try:
-        number = request.pr or _find_pr(resolved, comparison, github)
+        number = request.pr or _find_pr(resolved, github)
     except NoPullRequest as exc:
         if not request.notes:
             raise
@@ -123,7 +127,7 @@ def report_one(workspace: Workspace, resolved: ResolvedExperiment, request: Repo
     if request.notes:
         _write_notes(resolved, comparison, entry)
     if github is not None:
-        _post(resolved, comparison, request, github, entry)
+        _post(resolved, request, github, entry)
     return entry
 
 
@@ -148,3 +152,44 @@ def report(workspace: Workspace, folders: Sequence[Path], request: ReportRequest
                 raise
             summary.reports.append(ExperimentReport(item.name, error=str(exc)))
     return summary
+
+
+# a plan comment is at most 65,536 characters; its JSON is larger (ids, every field)
+MAX_PLAN_JSON_BYTES = 4 * 1024 * 1024
+
+
+def read_plan_json(path: Path) -> Plan:
+    """The one plan in ``path`` (``sweepctl plan --format json`` output from a PR's
+    artifact): bounded size, UTF-8 JSON, exactly one plan of the shape plan_data writes."""
+    import json
+
+    from sweepctl.renderers.plan import plan_from_data
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_PLAN_JSON_BYTES + 1)
+    except OSError as exc:
+        raise SweepctlError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(raw) > MAX_PLAN_JSON_BYTES:
+        raise SweepctlError(f"{path}: over {MAX_PLAN_JSON_BYTES} bytes; not a sweepctl plan")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SweepctlError(f"{path}: not JSON ({type(exc).__name__}); not a sweepctl "
+                            "plan") from exc
+    plans = data.get("plans") if isinstance(data, dict) else None
+    if not isinstance(plans, list) or len(plans) != 1:
+        raise SweepctlError(f"{path}: must hold exactly one plan (`sweepctl plan --format "
+                            "json` of one experiment)")
+    return plan_from_data(plans[0], str(path))
+
+
+def post_plan(path: Path, pr: int, github: GitHub) -> tuple[str, str]:
+    """Render the plan of ``path`` with sweepctl's own renderer (never the PR's markdown)
+    and put it in the experiment's sticky comment; (experiment, "<repo>#<n>: ...")."""
+    from sweepctl.renderers.plan import marker, render_markdown
+
+    plan = read_plan_json(path)
+    result = github.comment(pr, marker(plan.experiment)).upsert(render_markdown(plan))
+    return plan.experiment, (f"{github.target.repository}#{pr}: comment {result.action}"
+                             f"{f' ({result.url})' if result.url else ''}")
