@@ -23,6 +23,20 @@ class PlannedTrial:
 
 
 @dataclass(frozen=True)
+class PlanHeader:
+    """What a reviewer judges a plan by, from experiment.yaml (renderers.plan.header_of)."""
+
+    title: str = ""
+    hypothesis: str = ""
+    objective: str = ""
+    goal: str = ""
+    target: float | None = None
+    local_only: bool = False          # the command's backend is local: no image is used
+    overrides: tuple[tuple[str, Any], ...] = ()   # the experiment's runtime: overrides
+    ignored_warnings: tuple[str, ...] = ()        # warnings.ignore it acknowledges
+
+
+@dataclass(frozen=True)
 class Plan:
     experiment: str
     path: str
@@ -39,6 +53,7 @@ class Plan:
     tracking_uri: str | None = None
     reuse_note: str | None = None     # why reuse is unknown (MLflow unreachable)
     dropped: int = 0                  # points equal to the baseline or an earlier trial
+    header: PlanHeader = PlanHeader()
 
     @property
     def gpu_hours(self) -> float:

@@ -7,11 +7,15 @@ that FINISHED run (reuse).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 from sweepctl.results.compare import DEFAULT_TOLERANCE, Comparison, build_comparison
 from sweepctl.spec.model import Objective
 from sweepctl.workspace import ResolvedExperiment, Workspace
+
+LOCAL_HOST = "this machine"  # the host of a local run without a sweepctl.host tag
 
 
 def objective_for(resolved: ResolvedExperiment, metric: str | None,
@@ -31,5 +35,16 @@ def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str |
     index = workspace.run_index(uri)
     runs = index.runs_for(resolved.experiment.mlflow_experiment, resolved.name,
                           resolved.trial_ids)
+    # local trials all ran on this machine: overlapping runs timed each other
+    host = None if workspace.shared_tracking else LOCAL_HOST
     return build_comparison(resolved.name, resolved.trials, runs,
-                            objective_for(resolved, metric, goal), tolerance, uri)
+                            objective_for(resolved, metric, goal), tolerance, uri, host)
+
+
+def compare_many(workspace: Workspace, folders: Sequence[Path], *, metric: str | None = None,
+                 goal: str | None = None,
+                 tolerance: float = DEFAULT_TOLERANCE) -> list[Comparison]:
+    """One comparison per experiment, from the command's one run index per store."""
+    resolved = workspace.resolve_all([workspace.load(folder) for folder in folders])
+    return [compare(workspace, item, metric=metric, goal=goal, tolerance=tolerance)
+            for item in resolved]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sweepctl.errors import MlflowError, SweepctlError
+from sweepctl.renderers.plan import header_of
 from sweepctl.findings import Findings
 from sweepctl.spec.folder import FILE_NAMES, read_folder
 from sweepctl.spec.model import Experiment, experiment_from_data
@@ -122,6 +123,7 @@ def _plan(workspace: Workspace, resolved: ResolvedExperiment, base: str | None,
         tracking_uri=None if offline else resolved.tracking_uri,
         reuse_note=reuse_note,
         dropped=_dropped(resolved),
+        header=header_of(experiment, local_only=not workspace.shared_tracking),
     )
 
 
