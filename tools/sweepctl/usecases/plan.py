@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sweepctl.errors import MlflowError, SweepctlError
-from sweepctl.renderers.plan import header_of
 from sweepctl.findings import Findings
+from sweepctl.renderers.plan import header_of
 from sweepctl.spec.folder import FILE_NAMES, read_folder
 from sweepctl.spec.model import Experiment, experiment_from_data
 from sweepctl.spec.schemas import check_schema
