@@ -293,3 +293,15 @@ def test_several_experiments_make_one_table_with_the_experiment_as_a_column(
     data = json.loads(out)
     assert data["experiments"] == ["lora-rank-sweep", "learning-rate-ofat"]
     assert {row["experiment"] for row in data["rows"]} == set(data["experiments"])
+
+
+@pytest.mark.parametrize(("uri", "local"), [
+    ("sqlite:////repo/.sweepctl/mlflow.db", True), ("file:///tmp/mlruns", True),
+    ("/tmp/mlruns", True), ("http://mlflow.mlflow.svc:5000", False),
+    ("https://mlflow.example.com", False), ("databricks", True)])
+def test_only_a_store_on_this_machine_makes_overlapping_runs_contend(uri: str,
+                                                                     local: bool) -> None:
+    from sweepctl.usecases.compare import is_local_store
+
+    # the scheduled report runs in CI with no cluster: a shared server's runs are pods
+    assert is_local_store(uri) is local

@@ -28,6 +28,13 @@ def objective_for(resolved: ResolvedExperiment, metric: str | None,
     return Objective(objective.metric, chosen, objective.target)
 
 
+def is_local_store(uri: str) -> bool:
+    """The store on this machine (sqlite, a folder): its runs were local processes, so
+    runs that overlapped timed each other. Not the backend the command would pick: the
+    scheduled report runs in CI with no cluster and still reads the cluster's runs."""
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str | None = None,
             goal: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
     """The comparison of one experiment (raises MlflowError when MLflow is unreachable)."""
@@ -35,8 +42,7 @@ def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str |
     index = workspace.run_index(uri)
     runs = index.runs_for(resolved.experiment.mlflow_experiment, resolved.name,
                           resolved.trial_ids)
-    # local trials all ran on this machine: overlapping runs timed each other
-    host = None if workspace.shared_tracking else LOCAL_HOST
+    host = LOCAL_HOST if is_local_store(uri) else None
     return build_comparison(resolved.name, resolved.trials, runs,
                             objective_for(resolved, metric, goal), tolerance, uri, host)
 
