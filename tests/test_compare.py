@@ -298,7 +298,7 @@ def test_several_experiments_make_one_table_with_the_experiment_as_a_column(
 @pytest.mark.parametrize(("uri", "local"), [
     ("sqlite:////repo/.sweepctl/mlflow.db", True), ("file:///tmp/mlruns", True),
     ("/tmp/mlruns", True), ("http://mlflow.mlflow.svc:5000", False),
-    ("https://mlflow.example.com", False), ("databricks", True)])
+    ("https://mlflow.example.com", False), ("databricks", False)])
 def test_only_a_store_on_this_machine_makes_overlapping_runs_contend(uri: str,
                                                                      local: bool) -> None:
     from sweepctl.usecases.compare import is_local_store

@@ -32,7 +32,7 @@ def is_local_store(uri: str) -> bool:
     """The store on this machine (sqlite, a folder): its runs were local processes, so
     runs that overlapped timed each other. Not the backend the command would pick: the
     scheduled report runs in CI with no cluster and still reads the cluster's runs."""
-    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    return uri.startswith(("sqlite:", "file:", "/", "./"))
 
 
 def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str | None = None,
