@@ -21,7 +21,7 @@ def test_help_lists_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
     for name in ("validate", "new", "plan", "render", "launch", "status", "compare", "report",
-                 "history"):
+                 "history", "promote"):
         if cli_main.LazyGroup._available(name):
             assert name in result.stdout
 

@@ -233,3 +233,75 @@ def test_an_unusable_tracking_uri_is_one_line_and_exit_1(
     assert err.startswith("sweepctl: error: mlflow: cannot open the tracking store at "
                           "bogus://nowhere: ")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_adapter_of_the_best_and_the_sweet_spot_is_shown_as_text(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    ids = [log_trial(client, experiment, trial, metrics=result(ev, rt))
+           for trial, (ev, rt) in zip(trials, [(0.45, 100.0), (0.39, 150.0), (0.385, 300.0)],
+                                      strict=True)]
+    # the runner's tag on the best; the sweet spot has only the callback's output_dir param
+    client.set_tag(ids[2], "sweepctl.output_dir", "/storage/runs/r32 `x` [a](http://e) <b>")
+    client.log_param(ids[1], "output_dir", "/storage/runs/r16")
+
+    code, out, err = compare(folder, mlflow_server, capsys, monkeypatch)
+
+    assert code == 0, err
+    assert "- **Adapter of r32-a64:** `` /storage/runs/r32 `x` [a](http://e) <b> ``" in out
+    assert "- **Adapter of r16-a32:** ` /storage/runs/r16 `" in out
+    assert "Adapter of baseline" not in out
+    code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch, "--format", "json")
+    assert [row["adapter"] for row in json.loads(out)["rows"]] == [
+        None, "/storage/runs/r16", "/storage/runs/r32 `x` [a](http://e) <b>"]
+
+
+def test_several_experiments_make_one_table_with_the_experiment_as_a_column(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ranks, _ = make_experiment(tmp_path)
+    rates, _ = make_experiment(tmp_path, source="learning-rate-ofat")
+    client = MlflowClient(mlflow_server)
+    for folder, loss in ((ranks, 0.45), (rates, 0.5)):
+        experiment, trials = trials_of(folder)
+        for offset, trial in enumerate(trials):
+            log_trial(client, experiment, trial, metrics=result(loss - offset / 100, 100.0))
+    monkeypatch.chdir(tmp_path)
+
+    code, out, err = compare(Path("lora-rank-sweep"), mlflow_server, capsys, monkeypatch,
+                             "learning-rate-ofat")
+
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("| experiment"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[:4] == ["experiment", "trial", "lora_rank", "lora_alpha"]
+    assert "learning_rate" in cells and "metric" in cells and "value" in cells
+    rows = [line for line in lines if line.startswith("| lora-rank-sweep ")
+            or line.startswith("| learning-rate-ofat ")]
+    _, rank_trials = trials_of(ranks)
+    _, rate_trials = trials_of(rates)
+    assert len(rows) == len(rank_trials) + len(rate_trials)
+    assert "- **lora-rank-sweep:** no target set" not in out
+    assert "- **lora-rank-sweep:** target" in out and "- **learning-rate-ofat:**" in out
+
+    code, out, _ = compare(Path("lora-rank-sweep"), mlflow_server, capsys, monkeypatch,
+                           "learning-rate-ofat", "--format", "json")
+    data = json.loads(out)
+    assert data["experiments"] == ["lora-rank-sweep", "learning-rate-ofat"]
+    assert {row["experiment"] for row in data["rows"]} == set(data["experiments"])
+
+
+@pytest.mark.parametrize(("uri", "local"), [
+    ("sqlite:////repo/.sweepctl/mlflow.db", True), ("file:///tmp/mlruns", True),
+    ("/tmp/mlruns", True), ("http://mlflow.mlflow.svc:5000", False),
+    ("https://mlflow.example.com", False), ("databricks", False)])
+def test_only_a_store_on_this_machine_makes_overlapping_runs_contend(uri: str,
+                                                                     local: bool) -> None:
+    from sweepctl.usecases.compare import is_local_store
+
+    # the scheduled report runs in CI with no cluster: a shared server's runs are pods
+    assert is_local_store(uri) is local

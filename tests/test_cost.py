@@ -16,8 +16,8 @@ from sweepctl.spec.model import Objective
 from sweepctl.sweep.trial import Trial
 
 
-def comparison(results: list[tuple[float, float, int, int]],
-               host: str | None = None) -> tuple[Comparison, list[RunRecord]]:
+def comparison(results: list[tuple[float, float, int, int]], host: str | None = None,
+               default_host: str | None = None) -> tuple[Comparison, list[RunRecord]]:
     """One trial per (eval_loss, train_runtime, start s, end s)."""
     trials: list[Trial] = []
     runs: list[RunRecord] = []
@@ -30,19 +30,30 @@ def comparison(results: list[tuple[float, float, int, int]],
                               metrics={"eval_loss": loss, "train_runtime": runtime},
                               tags={TAG_HOST: host} if host else {},
                               start_time=start * 1000, end_time=end * 1000))
-    return build_comparison("demo", trials, runs, Objective("eval_loss", "minimize")), runs
+    return build_comparison("demo", trials, runs, Objective("eval_loss", "minimize"),
+                            default_host=default_host), runs
 
 
-def issue_case() -> tuple[Comparison, list[RunRecord]]:
+def issue_case(default_host: str | None = None) -> tuple[Comparison, list[RunRecord]]:
     # the demo of issue 13: the baseline and p1 ran paired on 2 cores (25 s, 32 s), p2
     # then ran alone in 0.2 s; p2's loss is within 2% of the best
-    return comparison([(6.00, 25.0, 0, 26), (6.05, 32.0, 1, 34), (6.08, 0.2, 40, 41)])
+    return comparison([(6.00, 25.0, 0, 26), (6.05, 32.0, 1, 34), (6.08, 0.2, 40, 41)],
+                      default_host=default_host)
 
 
-def test_the_issue_case_was_called_a_sweet_spot_before() -> None:
-    result, _ = issue_case()
-    assert result.sweet_spot is not None and result.sweet_spot.label == "p2"
-    assert f"{result.sweet_spot.delta_runtime_pct:.1f}" == "-99.2"
+def test_the_issue_case_is_no_sweet_spot_and_the_table_says_why() -> None:
+    from sweepctl.renderers.comparison import render_markdown
+
+    # compare of a local experiment: every untagged run ran on this machine
+    result, _ = issue_case(default_host="this machine")
+    assert result.sweet_spot is result.best and result.best is not None
+    assert result.best.label == "p0"  # was p2, "sweet spot, -99.2% runtime"
+    out = render_markdown(result)
+    assert "**Sweet spot:** p0 (eval_loss 6, train_runtime 25 s, +0.0% vs baseline)" in out
+    assert ("- **Runtime:** runtimes measured under contention (2 of 3 trials ran beside "
+            "another on the same host)") in out
+    assert "saves more than 10% of its runtime, measured alone" in out
+    assert "-99.2%" not in out.split("**Verdict")[1]
 
 
 def test_paired_runtimes_call_no_sweet_spot_and_say_why() -> None:
@@ -79,7 +90,7 @@ def test_a_real_saving_measured_alone_is_the_sweet_spot() -> None:
 
 def test_a_saving_within_noise_is_no_sweet_spot() -> None:
     result, runs = comparison([(6.00, 20.0, 0, 21), (6.05, 19.0, 30, 50)], host="laptop")
-    assert result.sweet_spot is not None and result.sweet_spot.label == "p1"  # before
+    assert result.sweet_spot is result.best  # was p1: a 5% "saving"
     spot = robust_sweet_spot(result.rows, result.best, result.tolerance, contended_runs(runs))
     assert spot.row is result.best
     assert spot.note == ("the fastest close trial (p1) saves 5% of the best's runtime, within "

@@ -100,3 +100,36 @@ def test_series_is_sorted_finite_bounded_and_keeps_the_last_point(
     finite = sorted((s, v) for s, v in points if math.isfinite(v))
     if finite:
         assert (steps[-1], values[-1]) == finite[-1]
+
+
+def test_report_notes_writes_the_curves_from_mlflow_and_links_them(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+    from mlflow_runs import log_trial, make_experiment, result, trials_of
+    from sweepctl.cli.main import main
+    from sweepctl.clients.mlflow_store import MlflowStore
+
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    ids = [log_trial(client, experiment, trial, metrics=result(ev, 10.0))
+           for trial, ev in zip(trials, (0.45, 0.39, 0.41), strict=True)]
+    # one call per run and metric, the step order kept (log_trial logs loss at steps 1-3)
+    store = MlflowStore(mlflow_server)
+    histories = store.metric_histories({"baseline": ids[0], "r16-a32": ids[1]},
+                                       ["loss", "eval_loss"])
+    assert store.calls["get_metric_history"] == 4
+    assert [step for step, _ in sorted(histories["baseline"]["loss"])] == [1, 2, 3]
+    assert histories["r16-a32"]["eval_loss"] == [(3, 0.39)]
+    assert len(MlflowStore(mlflow_server).metric_histories(
+        {f"t{i}": ids[0] for i in range(5)}, ["loss"], max_runs=2)) == 2
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    capsys.readouterr()
+    assert main(["report", str(folder), "--notes"]) == 0, capsys.readouterr().err
+    png = folder / "plots" / CURVES_FILE
+    assert image.imread(png).shape[1] == 1000  # two panels of 5 inches at 100 dpi
+    notes = (folder / "notes.md").read_text()
+    assert f"(plots/{CURVES_FILE})" in notes

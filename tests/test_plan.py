@@ -143,7 +143,8 @@ def test_plan_reuses_finished_runs(experiment_repo: Path, mlflow_server: str,
     assert main(["plan", str(experiment_repo), "--tracking-uri", mlflow_server]) == 0
     out = capsys.readouterr().out
     assert "1 trial(s) reused from FINISHED MLflow runs; 6 GPU-hours to run" in out
-    assert f"reuse {runs[ids[0]]}" in out
+    assert f"reuse run {runs[ids[0]]}" in out
+    assert out.count(" train\n") == 2  # the other two trials are trained
 
 
 def test_malformed_defaults_is_a_finding_not_a_crash(experiment_repo: Path,
@@ -203,3 +204,39 @@ def test_a_huge_plan_keeps_its_comment_under_githubs_limit(experiment_repo: Path
     assert "more trial(s): `sweepctl plan` prints them all" in body
     assert main(["plan", str(experiment_repo), "--offline"]) == 0
     assert capsys.readouterr().out.count("lora-rank-sweep-") >= 1500
+
+
+def test_the_comment_starts_with_what_a_reviewer_judges(experiment_repo: Path) -> None:
+    from sweepctl.usecases.plan import build_plans
+    from sweepctl.workspace import Workspace
+
+    spec = experiment_repo / "experiment.yaml"
+    text = spec.read_text().replace("runtime: {}\n", "")
+    text = text.replace("title: LoRA rank sweep on support-chat v2.1.0",
+                        "title: 'Rank <b>sweep</b> | [x](http://evil) @team'")
+    spec.write_text(text + (
+        "runtime:\n  local:\n    tracking_uri: http://mlflow.example.com:5000\n"
+        "    max_parallel: 2\nwarnings:\n  ignore: [typical-range]\n"))
+    body = render_markdown(build_plan(experiment_repo))  # no backend named: local
+    head = body.split("| #")[0]
+    assert "**Rank &lt;b&gt;sweep&lt;/b&gt; \\| [x](http://evil) @team**" in head
+    assert ("> **Hypothesis:** Higher rank lowers eval_loss, with diminishing returns past "
+            "r=16.") in head
+    assert "- objective: minimize eval_loss, target &lt; 0.4" in head
+    assert ("- runtime override: local.tracking_uri = http://mlflow.example.com:5000\n"
+            "- runtime override: local.max_parallel = 2\n") in head
+    assert "- warnings acknowledged (not shown by validate): typical-range" in head
+    assert "<b>" not in body
+    assert "Image `" not in body  # a local plan uses no image
+
+    [cluster] = build_plans(Workspace(shared_tracking=True), [experiment_repo], offline=True)
+    assert "Image `ghcr.io/example/llama-factory-train:0.9.5`" in render_markdown(cluster)
+
+
+def test_a_uri_in_an_override_never_shows_its_credentials() -> None:
+    from sweepctl.renderers.plan import masked
+
+    # validate refuses a password in a URL (secret-value); the plan masks any user anyway
+    assert masked("https://bob:hunter2@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
+    assert masked("sqlite:///.sweepctl/mlflow.db") == "sqlite:///.sweepctl/mlflow.db"
+    assert masked({"a": "http://t@h"}) == '{"a": "http://***@h"}'

@@ -121,3 +121,66 @@ def test_existing_folder_or_bad_name_is_refused(repo_copy: Path) -> None:
     with pytest.raises(SweepctlError, match="RFC 1123"):
         promote(repo_copy / "experiments", source, expand(source, IMAGE)[0], "../evil")
     assert not (repo_copy / "evil").exists()
+
+
+# -- `sweepctl promote` end to end, against a real MLflow server -------------------------
+
+def test_promote_the_best_trial_from_mlflow_and_the_folder_validates(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+    from mlflow_runs import log_trial, make_experiment, result, trials_of
+
+    folder, _ = make_experiment(tmp_path)
+    (tmp_path / "schemas").symlink_to(REPO_ROOT / "schemas")
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    run_ids = [log_trial(client, experiment, trial, metrics=result(ev, 100.0))
+               for trial, ev in zip(trials, (0.45, 0.39, 0.41), strict=True)]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+
+    # a bare name, no --trial: the best (r16-a32, eval_loss 0.39) is promoted
+    assert main(["promote", "lora-rank-sweep", "--to", "rank16-next"]) == 0
+    out = capsys.readouterr().out
+    assert f"promoted r16-a32 of lora-rank-sweep, run {run_ids[1]}" in out
+    assert ("created experiments/rank16-next/ (edit sweep.yaml and the hypothesis, then "
+            "tick parameter_space_defined)") in out
+    new = tmp_path / "experiments" / "rank16-next"
+    promoted = load_experiment(new)
+    assert promoted.baseline == dict(trials[1].config)
+    notes = (new / "notes.md").read_text()
+    assert f"run `{run_ids[1]}`" in notes and "(../lora-rank-sweep/notes.md)" in notes
+    assert f"{mlflow_server.rstrip('/')}/#/experiments/" in notes
+
+    assert main(["validate", str(new), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == 0, report["findings"]
+
+    # --trial picks another one; the same name again is refused
+    assert main(["promote", str(folder), "--trial", "r32-a64", "--to", "rank32-next"]) == 0
+    assert load_experiment(tmp_path / "experiments" / "rank32-next").baseline == dict(
+        trials[2].config)
+    capsys.readouterr()
+    assert main(["promote", "lora-rank-sweep", "--to", "rank32-next"]) != 0
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_promote_without_results_is_a_usage_error_and_with_trial_needs_no_mlflow(
+        repo_copy: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import free_port
+
+    # nothing listens there: MLflow is unreachable (no retries, so the test is quick)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert main(["promote", "tiny-lora-demo", "--to", "tiny-next"]) == 2
+    assert "no finished trial to promote yet" in capsys.readouterr().err
+    assert not (repo_copy / "experiments" / "tiny-next").exists()
+
+    assert main(["promote", "tiny-lora-demo", "--trial", "r16-a32", "--to", "tiny-next"]) == 0
+    captured = capsys.readouterr()
+    assert "MLflow not read" in captured.err
+    assert "created experiments/tiny-next/" in captured.out
+    assert "run `" not in (repo_copy / "experiments" / "tiny-next" / "notes.md").read_text()

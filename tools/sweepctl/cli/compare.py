@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from sweepctl.cli.options import workspace_for
-from sweepctl.renderers.comparison import FORMATS, render
+from sweepctl.renderers.comparison import FORMATS, render, render_many
 from sweepctl.results.compare import DEFAULT_TOLERANCE
-from sweepctl.usecases.compare import compare
+from sweepctl.usecases.compare import compare_many
 
 
 def tolerance_option(function: click.decorators.FC) -> click.decorators.FC:
@@ -19,23 +19,27 @@ def tolerance_option(function: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("compare")
-@click.argument("experiment", metavar="EXPERIMENT")
+@click.argument("experiments", metavar="EXPERIMENT...", nargs=-1, required=True)
 @click.option("--metric", default=None, help="compare on this metric instead of the objective's")
 @click.option("--goal", type=click.Choice(["minimize", "maximize"]), default=None,
               help="direction for --metric (default: the objective's)")
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="markdown",
               show_default=True)
 @tolerance_option
-def command(experiment: str, metric: str | None, goal: str | None, output_format: str,
+def command(experiments: tuple[str, ...], metric: str | None, goal: str | None, output_format: str,
             tolerance: float) -> int:
     """One row per trial: the parameters that vary, the objective, train loss, runtime,
     throughput, % deltas vs the baseline, the best trial, the sweet spot and the verdict.
 
-    EXPERIMENT is a folder or a bare name. MLflow: MLFLOW_TRACKING_URI, else
-    experiments/defaults.yaml.
+    EXPERIMENT is a folder or a bare name. Several give one table with the experiment
+    as its first column. MLflow: MLFLOW_TRACKING_URI, else experiments/defaults.yaml.
     """
     workspace = workspace_for(None)
-    resolved = workspace.resolve(workspace.load(workspace.locate(experiment)))
-    comparison = compare(workspace, resolved, metric=metric, goal=goal, tolerance=tolerance)
-    click.echo(render(comparison, output_format), nl=False)
+    folders = [workspace.locate(name) for name in experiments]
+    comparisons = compare_many(workspace, folders, metric=metric, goal=goal,
+                               tolerance=tolerance)
+    if len(comparisons) == 1:
+        click.echo(render(comparisons[0], output_format), nl=False)
+    else:
+        click.echo(render_many(comparisons, output_format), nl=False)
     return 0

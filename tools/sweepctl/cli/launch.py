@@ -36,20 +36,66 @@ class _Bar:
             self.progress.advance(self.task)
 
 
+class _Lines:
+    """Plain lines for a log (stdout is not a terminal): rich's progress bar is transient
+    and leaves nothing in a CI log, so each experiment says when it starts and each trial
+    when it is decided or ends (a local trial's line comes when its process exits)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.experiment = ""
+        self.total = 0
+        self.done = 0
+
+    def _print(self, text: str) -> None:
+        # names come from YAML and MLflow: never markup, never cut
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def start(self, experiment: str, total: int) -> None:
+        self.experiment, self.total, self.done = experiment, total, 0
+        self._print(f"{experiment}: {total} trial(s)")
+
+    def advance(self, result: TrialResult) -> None:
+        self.done += 1
+        detail = f" ({result.detail})" if result.detail else ""
+        self._print(f"{self.experiment} [{self.done}/{self.total}] {result.name}: "
+                    f"{result.outcome.value}{detail}")
+
+
+def _print_table(table: Any, report: LaunchReport, console: Any) -> None:
+    """The table when it fits the console whole, else one uncut line per experiment (a
+    table too wide for its console would crop the counts or the names)."""
+    # each column: its minimum, one space of padding either side and a border
+    needed = sum((column.min_width or 1) + 3 for column in table.columns) + 1
+    if needed <= console.width:
+        console.print(table)
+        return
+    console.print(str(table.title), highlight=False, markup=False)
+    for entry in report.experiments:
+        counts = "refused" if entry.refused else ", ".join(
+            f"{o.value} {entry.count(o)}" for o in COLUMNS)
+        console.print(f"  {entry.name}: {counts}", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
 def print_report(report: LaunchReport, console: Any) -> None:
     from rich.table import Table
 
     title = f"launch ({report.backend}{', dry run' if report.dry_run else ''})"
     table = Table(title=title)
-    table.add_column("experiment")
+    # names are identifiers a reader greps for: never cut, never wrapped
+    longest = max((len(entry.name) for entry in report.experiments), default=10)
+    table.add_column("experiment", no_wrap=True, overflow="fold", min_width=longest)
     for outcome in COLUMNS:
-        table.add_column(outcome.value, justify="right")
+        # a count needs its header's longest word ("already running" may wrap)
+        table.add_column(outcome.value, justify="right",
+                         min_width=max(len(word) for word in outcome.value.split()))
     for entry in report.experiments:
         if entry.refused:
             table.add_row(entry.name, *["-"] * len(COLUMNS))
         else:
             table.add_row(entry.name, *[str(entry.count(o)) for o in COLUMNS])
-    console.print(table)
+    _print_table(table, report, console)
     for entry in report.refused:
         console.print(f"[bold red]refused[/] {entry.name}:", highlight=False)
         for reason in entry.refused:
@@ -102,8 +148,11 @@ def command(experiments: tuple[str, ...], backend: str | None, changed_since_rev
         backend=backend, dry_run=dry_run, tracking_uri=workspace.env_tracking_uri,
         git_sha=head_sha(folders[0]), pr=os.environ.get("SWEEPCTL_PR"),
         kube_concurrency=concurrency, state_dir=state_dir, env=settings.env)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console, transient=True) as progress:
-        report = launch(folders, options, _Bar(progress), workspace)
+    if not console.is_terminal:
+        report = launch(folders, options, _Lines(console), workspace)
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console, transient=True) as progress:
+            report = launch(folders, options, _Bar(progress), workspace)
     print_report(report, console)
     return 0 if report.ok else 1

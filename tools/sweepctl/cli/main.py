@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "compare": "sweepctl.cli.compare:command",
     "report": "sweepctl.cli.report:command",
     "history": "sweepctl.cli.history:command",
+    "promote": "sweepctl.cli.promote:command",
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

@@ -7,7 +7,7 @@ name. ``import mlflow`` costs ~1.3 s, so it happens inside the functions.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +186,18 @@ class MlflowStore:
                 token = page.token
                 if not token:
                     break
+
+    def metric_histories(self, run_ids: Mapping[str, str], metrics: Sequence[str],
+                         max_runs: int = 100) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        """label -> metric -> [(step, value)] for the first ``max_runs`` runs: one
+        get_metric_history per run and metric, so the cost is bounded by the caller."""
+        histories: dict[str, dict[str, list[tuple[int, float]]]] = {}
+        for label, run_id in list(run_ids.items())[:max_runs]:
+            histories[label] = {
+                metric: [(int(m.step), float(m.value)) for m in self._call(
+                    "read a metric history", "get_metric_history", run_id, metric)]
+                for metric in metrics}
+        return histories
 
     def create_parent_run(self, experiment_id: str, experiment_name: str,
                           tags: Mapping[str, str]) -> str:

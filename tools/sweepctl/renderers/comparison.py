@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from sweepctl.renderers.values import format_value
 from sweepctl.results.compare import Comparison, Row
 
 FORMATS = ("markdown", "csv", "json")
+MAX_LITERAL = 300  # a path or URI longer than this is cut: it is a hint, not the data
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -80,6 +82,25 @@ def markdown_table(comparison: Comparison, rows: Sequence[Row] | None = None,
                         tablefmt="github", disable_numparse=True))
 
 
+def code_span(text: str) -> str:
+    """Untrusted text (a run's tag) as a markdown code span: shown literally, never a
+    link, markup or HTML; the fence is longer than any run of backticks inside."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text)[:MAX_LITERAL]
+    longest = max((len(run) for run in re.findall("`+", flat)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {flat} {fence}"
+
+
+def adapter_lines(comparison: Comparison) -> list[str]:
+    """Where the trained adapter of the best and the sweet-spot trial is."""
+    shown: list[Row] = []
+    for row in (comparison.best, comparison.sweet_spot):
+        if row is not None and row not in shown:
+            shown.append(row)
+    return [f"**Adapter of {row.label}:** {code_span(row.adapter)}"
+            for row in shown if row.adapter]
+
+
 def summary_lines(comparison: Comparison) -> list[str]:
     """Markdown lines; the verdict, labels and the metric name are escaped (``md_cell``)."""
     c = comparison.counts
@@ -100,6 +121,9 @@ def summary_lines(comparison: Comparison) -> list[str]:
         lines.append(f"**Sweet spot:** {md_cell(s.label)} ({metric} {_num(s.objective)}, "
                      f"train_runtime {_num(s.runtime)} s, {_pct(s.delta_runtime_pct)} vs "
                      f"baseline); {md_cell(comparison.tolerance_text(), limit=300)}")
+    if comparison.runtime_note:
+        lines.append(f"**Runtime:** {md_cell(comparison.runtime_note, limit=300)}")
+    lines += adapter_lines(comparison)
     if comparison.baseline is None or comparison.baseline.objective is None:
         lines.append("Deltas need a finished baseline (trial 0); it has no result yet.")
     return lines
@@ -126,6 +150,7 @@ def row_record(comparison: Comparison, row: Row) -> dict[str, Any]:
         "baseline": row.is_baseline, "best": comparison.best is row,
         "sweet_spot": comparison.sweet_spot is row, "in_sweep": row.in_sweep,
         "trial_ids": " ".join(row.trial_ids), "run_ids": " ".join(row.run_ids),
+        "adapter": row.adapter,
     })
     return record
 
@@ -150,6 +175,7 @@ def render_json(comparison: Comparison) -> str:
         "verdict": comparison.verdict, "verdict_text": comparison.verdict_text,
         "best": None if comparison.best is None else comparison.best.label,
         "sweet_spot": None if comparison.sweet_spot is None else comparison.sweet_spot.label,
+        "runtime_note": comparison.runtime_note,
         "rows": [row_record(comparison, row) for row in comparison.rows],
     }
     return json.dumps(data, indent=2, default=str) + "\n"
@@ -161,3 +187,59 @@ def render(comparison: Comparison, output_format: str) -> str:
     if output_format == "json":
         return render_json(comparison)
     return render_markdown(comparison)
+
+
+# -- several experiments, one table (`sweepctl compare EXP EXP...`) ----------------------
+
+def _union_varied(comparisons: Sequence[Comparison]) -> list[str]:
+    keys: dict[str, None] = {}
+    for comparison in comparisons:
+        keys.update((k, None) for k in comparison.varied)
+    return list(keys)
+
+
+def _many_records(comparisons: Sequence[Comparison]) -> list[dict[str, Any]]:
+    """One record per row of every experiment; a key an experiment does not vary is empty.
+    The objective gets its own ``metric`` column: experiments may optimise different ones."""
+    varied = _union_varied(comparisons)
+    records = []
+    for comparison in comparisons:
+        for row in comparison.rows:
+            record: dict[str, Any] = {"experiment": comparison.experiment, "trial": row.label}
+            record.update({k: row.params.get(k) for k in varied})
+            record.update({
+                "status": row.status, "metric": comparison.metric, "value": row.objective,
+                "train_loss": row.train_loss, "train_runtime": row.runtime,
+                "train_samples_per_second": row.samples_per_s,
+                "marks": marks(comparison, row).replace("**", ""),
+            })
+            records.append(record)
+    return records
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_many(comparisons: Sequence[Comparison], output_format: str) -> str:
+    """Every experiment's rows in one table, the experiment as the first column, then
+    each experiment's verdict."""
+    records = _many_records(comparisons)
+    if output_format == "json":
+        return json.dumps({"experiments": [c.experiment for c in comparisons],
+                           "verdicts": {c.experiment: c.verdict_text for c in comparisons},
+                           "rows": records}, indent=2, default=str) + "\n"
+    if output_format == "csv":
+        import pandas as pd
+
+        return str(pd.DataFrame(records).to_csv(index=False, lineterminator="\n"))
+    from tabulate import tabulate
+
+    numeric = ("value", "train_loss", "train_runtime", "train_samples_per_second")
+    headers = list(records[0]) if records else ["experiment", "trial"]
+    cells = [[_num(v) if k in numeric else ("" if v is None else _cell(format_value(v)))
+              for k, v in record.items()] for record in records]
+    verdicts = [f"- **{c.experiment}:** {c.verdict_text}" for c in comparisons]
+    table = str(tabulate(cells, headers, tablefmt="github", disable_numparse=True))
+    return "\n\n".join([f"### {len(comparisons)} experiments", table,
+                        "\n".join(verdicts)]) + "\n"

@@ -15,8 +15,50 @@ from sweepctl.errors import SweepctlError
 from sweepctl.renderers.limits import fit
 from sweepctl.renderers.markdown import comment_marker, md_cell
 from sweepctl.renderers.values import format_value
-from sweepctl.sweep.plan import Plan, PlannedTrial
+from sweepctl.spec.model import Experiment
+from sweepctl.sweep.plan import Plan, PlanHeader, PlannedTrial
 from sweepctl.sweep.trial import Trial
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+MAX_HEADER_TEXT = 600   # a hypothesis longer than this is cut in the comment
+
+
+def header_of(experiment: Experiment, *, local_only: bool) -> PlanHeader:
+    """The plan's header from the experiment: what it claims and what it overrides."""
+    from sweepctl.spec.policy import runtime_overrides
+    from sweepctl.spec.rules import ignored_warnings
+
+    objective = experiment.objective
+    return PlanHeader(
+        title=experiment.title, hypothesis=experiment.hypothesis.strip(),
+        objective=objective.metric, goal=objective.goal, target=objective.target,
+        local_only=local_only, overrides=tuple(runtime_overrides(experiment)),
+        ignored_warnings=tuple(sorted(ignored_warnings(experiment))))
+
+
+def masked(value: Any) -> str:
+    """A runtime value as shown: formatted, any ``user:password@`` of a URI masked."""
+    return _USERINFO.sub(r"\1***@", format_value(value))
+
+
+def header_lines(plan: Plan) -> list[str]:
+    """Plain-text header lines (callers escape them for markdown)."""
+    head = plan.header
+    lines = []
+    if head.objective:
+        sign = "<" if head.goal == "minimize" else ">"
+        target = "no target" if head.target is None else f"target {sign} {head.target:g}"
+        lines.append(f"objective: {head.goal} {head.objective}, {target}")
+    lines += [f"runtime override: {key} = {masked(value)}" for key, value in head.overrides]
+    if head.ignored_warnings:
+        lines.append(f"warnings acknowledged (not shown by validate): "
+                     f"{', '.join(head.ignored_warnings)}")
+    return lines
+
+
+def _cut(text: str, limit: int = MAX_HEADER_TEXT) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def marker(experiment: str) -> str:
@@ -40,7 +82,7 @@ def _row(plan: Plan, planned: PlannedTrial, columns: Sequence[str]) -> list[str]
         cells.append(planned.change or "")
     if plan.tracking_uri:
         cells.append("?" if plan.reuse_note else (
-            f"reuse {planned.reused_run}" if planned.reused_run else "run"))
+            f"reuse run {planned.reused_run}" if planned.reused_run else "train"))
     return cells
 
 
@@ -82,8 +124,16 @@ def render_text(plan: Plan) -> str:
 
     columns = plan.changed_keys
     rows = [_row(plan, t, columns) for t in plan.trials]
-    out = [f"{plan.experiment} ({plan.path})", *(f"  {line}" for line in summary_lines(plan)),
-           "", tabulate(rows, headers=_headers(plan, columns), tablefmt="simple",
+    head = plan.header
+    out = [f"{plan.experiment} ({plan.path})"]
+    if head.title:
+        out.append(f"  {_cut(head.title)}")
+    if head.hypothesis:
+        out.append(f"  hypothesis: {_cut(head.hypothesis)}")
+    out += [f"  {line}" for line in [*header_lines(plan), *summary_lines(plan)]]
+    if not head.local_only:
+        out.append(f"  image {plan.image}")
+    out += ["", tabulate(rows, headers=_headers(plan, columns), tablefmt="simple",
                         disable_numparse=True)]
     if plan.removed:
         out += ["", f"removed vs {plan.base_ref}:"]
@@ -96,6 +146,21 @@ def render_text(plan: Plan) -> str:
 MAX_LISTED_REMOVED = 50
 
 
+def _markdown_header(plan: Plan) -> list[str]:
+    """Title, hypothesis, objective and what the experiment overrides: every string is
+    from the PR, so each is escaped (never markup) and kept to one line."""
+    head = plan.header
+    lines = []
+    if head.title:
+        lines.append(f"**{md_cell(_cut(head.title))}**")
+    if head.hypothesis:
+        lines.append(f"> **Hypothesis:** {md_cell(_cut(head.hypothesis))}")
+    if lines:
+        lines.append("")
+    lines += [f"- {md_cell(line)}" for line in header_lines(plan)]
+    return lines
+
+
 def render_markdown(plan: Plan) -> str:
     """The PR comment body; past GitHub's 65,536 characters only the first rows are kept."""
     from tabulate import tabulate
@@ -104,7 +169,8 @@ def render_markdown(plan: Plan) -> str:
     rows = [[md_cell(cell) for cell in _row(plan, t, columns)] for t in plan.trials]
     headers = [md_cell(h) for h in _headers(plan, columns)]
     summary = summary_lines(plan)
-    head = [marker(plan.experiment), f"### sweepctl plan: `{plan.experiment}`", ""]
+    head = [marker(plan.experiment), f"### sweepctl plan: `{plan.experiment}`", "",
+            *_markdown_header(plan)]
     if not plan.ok:
         head += ["> [!CAUTION]", *(f"> {md_cell(line)}" for line in summary if "OVER" in line), ""]
     head += [f"- {md_cell(line)}" for line in summary if "OVER" not in line]
@@ -115,8 +181,9 @@ def render_markdown(plan: Plan) -> str:
         tail += [f"- `{md_cell(t.name)}`" for t in plan.removed[:MAX_LISTED_REMOVED]]
         if len(plan.removed) > MAX_LISTED_REMOVED:
             tail.append(f"- ... and {len(plan.removed) - MAX_LISTED_REMOVED} more")
-    tail += ["", f"<sub>Image `{md_cell(plan.image)}`. Trial 0 is the baseline; other rows show "
-             "only the keys they change.</sub>"]
+    image = "" if plan.header.local_only else f"Image `{md_cell(plan.image)}`. "
+    tail += ["", f"<sub>{image}Trial 0 is the baseline; other rows show only the keys they "
+             "change.</sub>"]
 
     def body(kept: int) -> str:
         table = tabulate(rows[:kept], headers=headers, tablefmt="github", disable_numparse=True)
@@ -139,7 +206,12 @@ def plan_data(plan: Plan) -> dict[str, Any]:
         "experiment": plan.experiment,
         "path": plan.path,
         "strategy": plan.strategy,
-        "image": plan.image,
+        "image": None if plan.header.local_only else plan.image,
+        "title": plan.header.title, "hypothesis": plan.header.hypothesis,
+        "objective": {"metric": plan.header.objective, "goal": plan.header.goal,
+                      "target": plan.header.target},
+        "runtime_overrides": {k: masked(v) for k, v in plan.header.overrides},
+        "ignored_warnings": list(plan.header.ignored_warnings),
         "trials": [trial(t) for t in plan.trials],
         "count": len(plan.trials),
         "budget": {"max_trials": plan.max_trials, "gpu_hours": plan.gpu_hours_budget,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweepctl.clients.mlflow_store import TAG_PR, TAG_TRIAL, RunRecord
+from sweepctl.results.cost import NOISE, contended_runs, robust_sweet_spot
 from sweepctl.spec.model import Objective
 from sweepctl.sweep.trial import Trial
 
@@ -25,6 +26,7 @@ TRAIN_LOSS_KEYS = ("loss", "train_loss")
 RUNTIME_KEY = "train_runtime"
 THROUGHPUT_KEY = "train_samples_per_second"
 RUNNING_STATES = ("RUNNING", "SCHEDULED")
+TAG_OUTPUT_DIR = "sweepctl.output_dir"  # set by the runner: the trial's output (adapter)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Row:
     delta_runtime_pct: float | None = None
     trial_ids: tuple[str, ...] = ()
     run_ids: tuple[str, ...] = ()
+    finished_run_ids: tuple[str, ...] = ()  # the FINISHED replicates' runs (curves)
+    adapter: str | None = None              # where the first finished run's output is
     experiment_id: str | None = None
     values: tuple[float, ...] = ()      # per-replicate objective values (for sensitivity)
     statuses: tuple[str, ...] = ()      # one per replicate
@@ -72,6 +76,7 @@ class Comparison:
     counts: Mapping[str, int] = field(default_factory=dict)
     tracking_uri: str | None = None
     pull_requests: tuple[str, ...] = ()  # the runs' sweepctl.pr tags, newest first
+    runtime_note: str | None = None      # why runtime could not call the sweet spot
 
     @property
     def expected(self) -> int:
@@ -87,7 +92,8 @@ class Comparison:
 
     def tolerance_text(self) -> str:
         return (f"sweet spot = the fastest trial (lowest train_runtime) whose {self.metric} is "
-                f"within {self.tolerance:.0%} of the best")
+                f"within {self.tolerance:.0%} of the best and saves more than {NOISE:.0%} of "
+                "its runtime, measured alone")
 
 
 def format_value(value: Any) -> str:
@@ -144,6 +150,12 @@ def _metric(run: RunRecord, keys: Sequence[str]) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def adapter_of(run: RunRecord) -> str | None:
+    """Where the run's trained adapter is: the runner's tag, else the ``output_dir``
+    param the transformers MLflow callback logs with every TrainingArguments field."""
+    return run.tags.get(TAG_OUTPUT_DIR) or run.params.get("output_dir") or None
+
+
 def _row_status(statuses: Sequence[str]) -> str:
     distinct = sorted(set(statuses), key=statuses.index)
     if len(distinct) == 1:
@@ -174,6 +186,8 @@ def _build_row(label: str, index: int, params: Mapping[str, Any], trial_ids: Seq
         objective_std=statistics.stdev(values) if len(values) >= 2 else None,
         train_loss=_mean(losses), runtime=_mean(runtimes), samples_per_s=_mean(speeds),
         trial_ids=tuple(trial_ids), run_ids=tuple(r.run_id for r in present),
+        finished_run_ids=tuple(r.run_id for r in done),
+        adapter=next((a for a in map(adapter_of, done) if a), None),
         experiment_id=next((r.experiment_id for r in present), None),
         values=tuple(values), statuses=tuple(statuses), in_sweep=in_sweep,
     )
@@ -235,8 +249,13 @@ def _verdict(best: Row | None, objective: Objective, metric: str,
 
 def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[RunRecord],
                      objective: Objective, tolerance: float = DEFAULT_TOLERANCE,
-                     tracking_uri: str | None = None) -> Comparison:
-    """Join expected trials with their runs (by trial id, then by trial name) into rows."""
+                     tracking_uri: str | None = None,
+                     default_host: str | None = None) -> Comparison:
+    """Join expected trials with their runs (by trial id, then by trial name) into rows.
+
+    ``default_host`` is the host of a run without a ``sweepctl.host`` tag (the local
+    backend: this machine), so overlapping local runs count as measured under contention.
+    """
     by_id: dict[str, list[RunRecord]] = {}
     for run in runs:
         if run.trial_id:
@@ -289,12 +308,13 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
     }
     best = pick_best(rows, objective)
     verdict, verdict_text = _verdict(best, objective, objective.metric, counts)
+    spot = robust_sweet_spot(rows, best, tolerance, contended_runs(runs, default_host))
     return Comparison(
         experiment=experiment, metric=objective.metric, goal=objective.goal,
         target=objective.target, tolerance=tolerance, varied=varied, rows=tuple(rows),
-        best=best, sweet_spot=pick_sweet_spot(rows, best, tolerance), verdict=verdict,
+        best=best, sweet_spot=spot.row, verdict=verdict,
         verdict_text=verdict_text, counts=counts, tracking_uri=tracking_uri,
-        pull_requests=_pull_requests(runs),
+        pull_requests=_pull_requests(runs), runtime_note=spot.note,
     )
 
 

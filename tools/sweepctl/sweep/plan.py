@@ -23,6 +23,20 @@ class PlannedTrial:
 
 
 @dataclass(frozen=True)
+class PlanHeader:
+    """What a reviewer judges a plan by, from experiment.yaml (renderers.plan.header_of)."""
+
+    title: str = ""
+    hypothesis: str = ""
+    objective: str = ""
+    goal: str = ""
+    target: float | None = None
+    local_only: bool = False          # the command's backend is local: no image is used
+    overrides: tuple[tuple[str, Any], ...] = ()   # the experiment's runtime: overrides
+    ignored_warnings: tuple[str, ...] = ()        # warnings.ignore it acknowledges
+
+
+@dataclass(frozen=True)
 class Plan:
     experiment: str
     path: str
@@ -42,6 +56,7 @@ class Plan:
     # GPUs one trial holds on the cluster: kubernetes.gpus_per_trial x nodes_per_trial (the
     # budget is the cluster's, so a plan for the local backend counts them too)
     gpus_per_trial: int = 1
+    header: PlanHeader = PlanHeader()
 
     @property
     def gpu_hours(self) -> float:

@@ -7,11 +7,15 @@ that FINISHED run (reuse).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 from sweepctl.results.compare import DEFAULT_TOLERANCE, Comparison, build_comparison
 from sweepctl.spec.model import Objective
 from sweepctl.workspace import ResolvedExperiment, Workspace
+
+LOCAL_HOST = "this machine"  # the host of a local run without a sweepctl.host tag
 
 
 def objective_for(resolved: ResolvedExperiment, metric: str | None,
@@ -24,6 +28,13 @@ def objective_for(resolved: ResolvedExperiment, metric: str | None,
     return Objective(objective.metric, chosen, objective.target)
 
 
+def is_local_store(uri: str) -> bool:
+    """The store on this machine (sqlite, a folder): its runs were local processes, so
+    runs that overlapped timed each other. Not the backend the command would pick: the
+    scheduled report runs in CI with no cluster and still reads the cluster's runs."""
+    return uri.startswith(("sqlite:", "file:", "/", "./"))
+
+
 def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str | None = None,
             goal: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Comparison:
     """The comparison of one experiment (raises MlflowError when MLflow is unreachable)."""
@@ -31,5 +42,15 @@ def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str |
     index = workspace.run_index(uri)
     runs = index.runs_for(resolved.experiment.mlflow_experiment, resolved.name,
                           resolved.trial_ids)
+    host = LOCAL_HOST if is_local_store(uri) else None
     return build_comparison(resolved.name, resolved.trials, runs,
-                            objective_for(resolved, metric, goal), tolerance, uri)
+                            objective_for(resolved, metric, goal), tolerance, uri, host)
+
+
+def compare_many(workspace: Workspace, folders: Sequence[Path], *, metric: str | None = None,
+                 goal: str | None = None,
+                 tolerance: float = DEFAULT_TOLERANCE) -> list[Comparison]:
+    """One comparison per experiment, from the command's one run index per store."""
+    resolved = workspace.resolve_all([workspace.load(folder) for folder in folders])
+    return [compare(workspace, item, metric=metric, goal=goal, tolerance=tolerance)
+            for item in resolved]

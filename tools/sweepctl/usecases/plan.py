@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sweepctl.errors import MlflowError, SweepctlError
 from sweepctl.findings import Findings
+from sweepctl.renderers.plan import header_of
 from sweepctl.spec.folder import FILE_NAMES, read_folder
 from sweepctl.spec.model import Experiment, experiment_from_data
 from sweepctl.spec.schemas import check_schema
@@ -124,6 +125,7 @@ def _plan(workspace: Workspace, resolved: ResolvedExperiment, base: str | None,
         dropped=_dropped(resolved),
         gpus_per_trial=(resolved.runtime.kubernetes.gpus_per_trial
                         * resolved.runtime.kubernetes.nodes_per_trial),
+        header=header_of(experiment, local_only=not workspace.shared_tracking),
     )
 
 

@@ -76,7 +76,23 @@ def _find_pr(resolved: ResolvedExperiment, github: GitHub) -> int:
     return number
 
 
-def _write_notes(resolved: ResolvedExperiment, comparison: Comparison,
+def _write_curves(workspace: Workspace, resolved: ResolvedExperiment,
+                  comparison: Comparison) -> list[Path]:
+    """plots/learning-curves.png from each trial's first FINISHED run (none: no file)."""
+    from sweepctl.results import curves
+
+    run_ids = {row.label: row.finished_run_ids[0] for row in comparison.rows
+               if row.in_sweep and row.finished_run_ids}
+    if not run_ids or not comparison.tracking_uri:
+        return []
+    histories = workspace.store(comparison.tracking_uri).metric_histories(
+        run_ids, sorted({curves.LOSS_KEY, comparison.metric}))
+    path = curves.write_curves(resolved.name, histories, comparison.metric,
+                               resolved.path / "plots")
+    return [] if path is None else [path]
+
+
+def _write_notes(workspace: Workspace, resolved: ResolvedExperiment, comparison: Comparison,
                  entry: ExperimentReport) -> None:
     from sweepctl.clients import notes_file
     from sweepctl.renderers import markdown
@@ -88,6 +104,7 @@ def _write_notes(resolved: ResolvedExperiment, comparison: Comparison,
         if points:  # a plot (or plots/) that is a symlink would write outside the repo
             notes_file.refuse_links(folder / sensitivity.plot_name(parameter))
     plots = sensitivity.write_plots(comparison, table, folder)
+    plots += _write_curves(workspace, resolved, comparison)  # hook: the learning curves
     block = markdown.notes_block(comparison, table, plots, resolved.path)
     changed = notes_file.write_block(resolved.experiment.notes_path, block)
     entry.notes = "updated" if changed else "unchanged"
@@ -125,7 +142,7 @@ def report_one(workspace: Workspace, resolved: ResolvedExperiment, request: Repo
     entry.body = markdown.comment_body(comparison, request.notes_url(resolved))
     entry.state = markdown.state(comparison)
     if request.notes:
-        _write_notes(resolved, comparison, entry)
+        _write_notes(workspace, resolved, comparison, entry)
     if github is not None:
         _post(resolved, request, github, entry)
     return entry
