@@ -11,6 +11,7 @@ from typing import Literal
 
 from sweepctl.results.compare import DEFAULT_TOLERANCE, Comparison, build_comparison
 from sweepctl.spec.model import Objective
+from sweepctl.usecases.adaptive import with_proposals, with_search_verdict
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
 
@@ -29,7 +30,9 @@ def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str |
     """The comparison of one experiment (raises MlflowError when MLflow is unreachable)."""
     uri = resolved.require_tracking_uri()
     index = workspace.run_index(uri)
+    resolved = with_proposals(resolved, index)  # tpe: the trials proposed so far
     runs = index.runs_for(resolved.experiment.mlflow_experiment, resolved.name,
                           resolved.trial_ids)
-    return build_comparison(resolved.name, resolved.trials, runs,
-                            objective_for(resolved, metric, goal), tolerance, uri)
+    return with_search_verdict(build_comparison(resolved.name, resolved.trials, runs,
+                                                objective_for(resolved, metric, goal),
+                                                tolerance, uri), resolved, index)
