@@ -39,10 +39,17 @@ class Plan:
     tracking_uri: str | None = None
     reuse_note: str | None = None     # why reuse is unknown (MLflow unreachable)
     dropped: int = 0                  # points equal to the baseline or an earlier trial
+    search_trials: int = 0            # tpe: every trial the search may run (all rounds)
+    search_note: str | None = None    # tpe: "up to N more trial(s), proposed by TPE ..."
 
     @property
     def gpu_hours(self) -> float:
-        return len(self.trials) * self.hours_per_trial
+        return self.budgeted * self.hours_per_trial
+
+    @property
+    def budgeted(self) -> int:
+        """Trials the budget is checked against (tpe: the whole search, not round 1)."""
+        return max(len(self.trials), self.search_trials)
 
     @property
     def reused(self) -> int:
@@ -50,11 +57,11 @@ class Plan:
 
     @property
     def gpu_hours_to_run(self) -> float:
-        return (len(self.trials) - self.reused) * self.hours_per_trial
+        return (self.budgeted - self.reused) * self.hours_per_trial
 
     @property
     def over_max_trials(self) -> bool:
-        return len(self.trials) > self.max_trials
+        return self.budgeted > self.max_trials
 
     @property
     def over_gpu_hours(self) -> bool:

@@ -19,6 +19,7 @@ from sweepctl.spec.model import Experiment, experiment_from_data
 from sweepctl.spec.schemas import check_schema
 from sweepctl.sweep.plan import Change, Plan, PlannedTrial
 from sweepctl.sweep.trial import Trial
+from sweepctl.usecases.adaptive import search_plan
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
 
@@ -122,6 +123,7 @@ def _plan(workspace: Workspace, resolved: ResolvedExperiment, base: str | None,
         tracking_uri=None if offline else resolved.tracking_uri,
         reuse_note=reuse_note,
         dropped=_dropped(resolved),
+        **search_plan(experiment.sweep),  # tpe: the budget of every round, and the note
     )
 
 
