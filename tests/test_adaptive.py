@@ -18,7 +18,7 @@ from sweepctl.render.trainconfig import trial_tags
 from sweepctl.runindex import RunIndex
 from sweepctl.spec.model import Objective
 from sweepctl.sweep.tpe import Told, propose
-from sweepctl.usecases.adaptive import next_round, search_note
+from sweepctl.usecases.adaptive import next_round, search_note, with_proposals
 from sweepctl.usecases.compare import compare
 from sweepctl.usecases.launch import LaunchOptions, LaunchReport, launch
 from sweepctl.usecases.status import status
@@ -246,3 +246,27 @@ def test_the_plan_shows_round_one_and_counts_the_whole_search(tmp_path: Path) ->
     over = build_plan(folder)
     assert over.over_max_trials and "OVER BUDGET: 6 trials exceed budget.max_trials 5" in (
         render_markdown(over))
+
+
+def test_an_edited_space_keeps_only_the_proposals_that_still_fit(tmp_path: Path) -> None:
+    folder = make_tpe(tmp_path, "tpe-edit", target=1.0)
+    workspace = Workspace(env_tracking_uri="sqlite:///unused.db")
+    resolved = workspace.resolve(workspace.load(folder))
+    first = next_round(resolved, RunIndex("x"), {})
+    index = RunIndex.from_runs("x", finished_runs(resolved, first.trials, {}),
+                               experiment_ids={"tpe-edit": "1"})
+    kept = {t.trial_id for t in with_proposals(resolved, index).trials}
+    assert kept == {t.trial_id for t in first.trials}
+    # a PR narrows the learning rate to a range no round-1 point lies in
+    rates = [t.config["learning_rate"] for t in first.trials[1:]]
+    sweep = yaml.safe_load((folder / "sweep.yaml").read_text())
+    sweep["parameters"]["learning_rate"] = {"distribution": "log_uniform",
+                                            "low": max(rates) * 1.01, "high": 2.0e-2}
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    edited = Workspace(env_tracking_uri="sqlite:///unused.db")
+    narrowed = edited.resolve(edited.load(folder))
+    trials = next_round(narrowed, index, {}).trials
+    assert trials[0].trial_id == first.trials[0].trial_id  # the baseline stays
+    assert not {t.trial_id for t in trials[1:]} & kept
+    assert all(t.config["learning_rate"] > max(rates) for t in trials[1:])
+    assert [t.round_number for t in trials] == [0, 1, 1]  # a new study: its round 1
