@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,25 @@ def test_three_launches_spend_a_six_trial_budget_and_a_fourth_proposes_nothing()
     assert [t.index for t in trials] == list(range(6))
     assert finished(sweep, told(trials), no_target) == "budget spent"
     assert round_size(sweep, told(trials), no_target) == 0    # launch 4
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000))
+def test_a_proposal_tag_rebuilds_the_same_trial(seed: int) -> None:
+    """What the next launch reads back from sweepctl.proposal is the trial it launched."""
+    from sweepctl.render.trainconfig import trial_tags
+    from sweepctl.sweep.tpe import TAG_PROPOSAL, TAG_ROUND, fits, round_tags
+
+    sweep = tpe_sweep(seed=seed)
+    spec = experiment(sweep)
+    [trial] = next_round(sweep, told(expand(spec, IMAGE)[:1]), 1)[:1]
+    tags = trial_tags(spec, replace(trial, round_number=3), None, None)
+    assert tags[TAG_ROUND] == "3"
+    point = json.loads(tags[TAG_PROPOSAL])
+    assert set(point) == set(SPACE) and fits(sweep, BASELINE, point)
+    [again] = trials_for_points(spec, IMAGE, [point], 1)
+    assert again.trial_id == trial.trial_id
+    assert round_tags(3, point) == {k: tags[k] for k in (TAG_ROUND, TAG_PROPOSAL)}
+    assert TAG_ROUND not in trial_tags(spec, trial, None, None)  # round 0: not proposed
+    narrowed = tpe_sweep(parameters={**SPACE, "lora_rank": {"choices": [128]}})
+    assert not fits(narrowed, BASELINE, point)

@@ -21,6 +21,7 @@ from sweepctl.clients.mlflow_store import (
 )
 from sweepctl.errors import SweepctlError
 from sweepctl.spec.model import OWNED_KEYS, Experiment
+from sweepctl.sweep.tpe import round_tags
 from sweepctl.sweep.trial import Trial
 
 META_VERSION = 1
@@ -97,6 +98,9 @@ def trial_tags(experiment: Experiment, trial: Trial, git_sha: str | None,
         tags[TAG_PR] = str(pr)
     if spec_hash:
         tags[TAG_SPEC_HASH] = spec_hash
+    if trial.round_number:  # tpe: the next launch rebuilds its study from these
+        names = experiment.sweep.get("parameters") or {}
+        tags.update(round_tags(trial.round_number, {k: trial.config.get(k) for k in names}))
     return tags
 
 

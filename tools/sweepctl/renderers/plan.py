@@ -100,11 +100,13 @@ def summary_lines(plan: Plan) -> list[str]:
              f"{_hours(plan.gpu_hours)} GPU-hours of {_hours(plan.gpu_hours_budget)} budgeted "
              f"({_hours(plan.hours_per_trial)} h per trial), max_trials {plan.max_trials}"]
     if plan.over_max_trials:
-        lines.append(f"OVER BUDGET: {len(plan.trials)} trials exceed budget.max_trials "
+        lines.append(f"OVER BUDGET: {plan.budgeted} trials exceed budget.max_trials "
                      f"{plan.max_trials}")
     if plan.over_gpu_hours:
         lines.append(f"OVER BUDGET: {_hours(plan.gpu_hours)} GPU-hours exceed "
                      f"budget.gpu_hours {_hours(plan.gpu_hours_budget)}")
+    if plan.search_note:
+        lines.append(plan.search_note)
     if plan.dropped:
         lines.append(f"{plan.dropped} point(s) of the sweep repeat the baseline or an earlier "
                      "trial (same config): each runs once")

@@ -117,8 +117,8 @@ def _check_derived(sweep_doc: Document, findings: Findings) -> bool:
 
 def _check_ranges(sweep_doc: Document, findings: Findings) -> bool:
     sweep: Mapping[str, Any] = sweep_doc.data
-    if sweep.get("strategy") != "random":
-        return True
+    if sweep.get("strategy") not in ("random", "tpe"):
+        return True  # tpe: every dimension is checked, not only those round 1 happens to draw
     ok = True
     for key, spec in (sweep.get("parameters") or {}).items():
         try:
@@ -294,6 +294,8 @@ def check_sweep(folder: Path, docs: Mapping[str, Document], findings: Findings) 
     if strategy == "list":
         _check_duplicates(sweep_doc, points, findings)
     experiment_doc = docs.get("experiment")
-    if experiment_doc is not None and isinstance(experiment_doc.data, Mapping):
+    # tpe: tpe_checks counts the whole search (every round), not the first round shown here
+    if (experiment_doc is not None and isinstance(experiment_doc.data, Mapping)
+            and strategy != "tpe"):
         count = sum(1 for p in points if p.duplicate_of is None)
         _check_budget(folder, sweep_doc, experiment_doc.data, count, findings)

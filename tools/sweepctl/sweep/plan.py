@@ -57,10 +57,17 @@ class Plan:
     # budget is the cluster's, so a plan for the local backend counts them too)
     gpus_per_trial: int = 1
     header: PlanHeader = PlanHeader()
+    search_trials: int = 0            # tpe: every trial the search may run (all rounds)
+    search_note: str | None = None    # tpe: "up to N more trial(s), proposed by TPE ..."
 
     @property
     def gpu_hours(self) -> float:
-        return len(self.trials) * self.hours_per_trial * self.gpus_per_trial
+        return self.budgeted * self.hours_per_trial * self.gpus_per_trial
+
+    @property
+    def budgeted(self) -> int:
+        """Trials the budget is checked against (tpe: the whole search, not round 1)."""
+        return max(len(self.trials), self.search_trials)
 
     @property
     def reused(self) -> int:
@@ -68,11 +75,11 @@ class Plan:
 
     @property
     def gpu_hours_to_run(self) -> float:
-        return (len(self.trials) - self.reused) * self.hours_per_trial * self.gpus_per_trial
+        return (self.budgeted - self.reused) * self.hours_per_trial * self.gpus_per_trial
 
     @property
     def over_max_trials(self) -> bool:
-        return len(self.trials) > self.max_trials
+        return self.budgeted > self.max_trials
 
     @property
     def over_gpu_hours(self) -> bool:

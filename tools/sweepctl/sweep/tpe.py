@@ -47,7 +47,7 @@ from sweepctl.sweep.identity import canonical_json
 if TYPE_CHECKING:  # optuna is imported inside functions: validate must not load it
     import optuna
 
-# MLflow tags on trials proposed by tpe (the lead's launch sets them).
+# MLflow tags on trials proposed by tpe (render/trainconfig.trial_tags sets them).
 TAG_ROUND = "sweepctl.round"          # 1 for the first round, 2 for the next, ...
 TAG_PROPOSAL = "sweepctl.proposal"    # canonical JSON of the proposed parameter point
 
@@ -122,16 +122,22 @@ def _fits(value: Any, spec: Any) -> bool:
     return bool(spec["low"] <= value <= spec["high"])
 
 
+def fits(sweep: Mapping[str, Any], baseline: Mapping[str, Any],
+         params: Mapping[str, Any]) -> bool:
+    """Whether a proposed point (a key it does not set is the baseline's) lies in the
+    current space: a point of an edited space's past is no longer part of the search."""
+    dims = space(sweep)
+    point = _full_point(params, baseline, list(dims))
+    return all(_fits(point[k], dims[k]) for k in dims)
+
+
 def fitting(sweep: Mapping[str, Any], baseline: Mapping[str, Any],
             told: Sequence[Told]) -> list[tuple[Told, dict[str, Any]]]:
     """Told trials whose point lies in the current space, sorted by trial id."""
-    dims = space(sweep)
-    kept = []
-    for item in sorted(told, key=lambda t: (t.trial_id, t.replicate)):
-        point = _full_point(item.params, baseline, list(dims))
-        if all(_fits(point[k], dims[k]) for k in dims):
-            kept.append((item, point))
-    return kept
+    names = list(space(sweep))
+    return [(item, _full_point(item.params, baseline, names))
+            for item in sorted(told, key=lambda t: (t.trial_id, t.replicate))
+            if fits(sweep, baseline, item.params)]
 
 
 def points_used(told: Sequence[Told]) -> int:

@@ -9,7 +9,8 @@ when it expands the first round.)
 * ``tpe-startup-over-trials``: ``startup_trials`` at or above ``trials`` (TPE would
   never run; use ``strategy: random``).
 * ``budget-max-trials`` / ``budget-gpu-hours``: the WHOLE budget (``trials`` x
-  replicates), not only the first round that ``expand`` shows.
+  replicates), not only the first round that ``expand`` shows (for tpe this is the
+  only budget check; checks.py's counts the trials ``expand`` makes).
 * ``early-stop-needs-eval``: ``early_stop`` (any strategy) needs ``eval_strategy:
   steps`` in baseline.yaml: the median rule compares intermediate evaluations.
 """
@@ -21,12 +22,7 @@ from typing import Any
 
 from sweepctl.findings import Findings
 from sweepctl.spec.yamlload import Document
-from sweepctl.sweep.expand import (
-    SweepError,
-    count_points,
-    count_trials,
-    first_round_size,
-)
+from sweepctl.sweep.expand import SweepError, count_trials
 
 
 def check_tpe(docs: Mapping[str, Document], findings: Findings) -> None:
@@ -74,19 +70,17 @@ def _check_budget(sweep_doc: Document, experiment: Mapping[str, Any],
     sweep: Mapping[str, Any] = sweep_doc.data
     budget: Mapping[str, Any] = experiment.get("budget") or {}
     try:
-        count = count_trials(sweep)
-        # checks.py already reports a first round (baseline included) over budget
-        shown = (first_round_size(sweep) + 1) * count // (count_points(sweep) + 1)
+        count = count_trials(sweep)  # the one budget check of a tpe sweep (checks.py skips it)
     except SweepError:
         return  # replicates is invalid: checks.py reports it
     max_trials = budget.get("max_trials")
-    if isinstance(max_trials, int) and count > max_trials >= shown:
+    if isinstance(max_trials, int) and count > max_trials:
         _error(sweep_doc, ("trials",), f"the search may run {count} trials (baseline and "
                f"replicates included); budget.max_trials in experiment.yaml is {max_trials}",
                "budget-max-trials", findings, at_key=True)
     hours, per_trial = budget.get("gpu_hours"), budget.get("hours_per_trial")
     if (isinstance(hours, int | float) and isinstance(per_trial, int | float)
-            and count * per_trial > hours >= shown * per_trial):
+            and count * per_trial > hours):
         _error(sweep_doc, ("trials",), f"{count} trials x {per_trial:g} h = "
                f"{count * per_trial:g} GPU-hours for the whole search; budget.gpu_hours "
                f"in experiment.yaml is {hours:g}", "budget-gpu-hours", findings, at_key=True)

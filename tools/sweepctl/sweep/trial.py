@@ -16,6 +16,7 @@ class Trial:
     trial_id: str                # short hash of config + image + dataset sha256
     name: str                    # Kubernetes name <experiment>-<slug>-<id>, RFC 1123, <= 63
     replicate: int = 0           # 0..replicates-1; the seed moves with it
+    round_number: int = 0        # tpe: the launch round that proposed it (0: not proposed)
 
     @property
     def is_baseline(self) -> bool:

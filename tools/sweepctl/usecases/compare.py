@@ -13,6 +13,7 @@ from typing import Literal
 
 from sweepctl.results.compare import DEFAULT_TOLERANCE, Comparison, build_comparison
 from sweepctl.spec.model import Objective
+from sweepctl.usecases.adaptive import with_proposals, with_search_verdict
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
 LOCAL_HOST = "this machine"  # the host of a local run without a sweepctl.host tag
@@ -40,11 +41,13 @@ def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str |
     """The comparison of one experiment (raises MlflowError when MLflow is unreachable)."""
     uri = resolved.require_tracking_uri()
     index = workspace.run_index(uri)
+    resolved = with_proposals(resolved, index)  # tpe: the trials proposed so far
     runs = index.runs_for(resolved.experiment.mlflow_experiment, resolved.name,
                           resolved.trial_ids)
     host = LOCAL_HOST if is_local_store(uri) else None
-    return build_comparison(resolved.name, resolved.trials, runs,
-                            objective_for(resolved, metric, goal), tolerance, uri, host)
+    return with_search_verdict(build_comparison(resolved.name, resolved.trials, runs,
+                                                objective_for(resolved, metric, goal),
+                                                tolerance, uri, host), resolved, index)
 
 
 def compare_many(workspace: Workspace, folders: Sequence[Path], *, metric: str | None = None,

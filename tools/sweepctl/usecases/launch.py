@@ -35,6 +35,7 @@ from sweepctl.clients import mlflow_store
 from sweepctl.errors import SweepctlError
 from sweepctl.runindex import RunIndex
 from sweepctl.runtime import local_artifact_root
+from sweepctl.usecases.adaptive import next_round
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
 __all__ = ["LaunchOptions", "LaunchReport", "changed_since", "launch"]
@@ -339,6 +340,8 @@ def _launch_ready(workspace: Workspace, backend: Backend,
         except SweepctlError as exc:
             entry.refused = [str(exc)]
             continue
+        # tpe: this launch's round (the trials proposed so far plus the next batch)
+        resolved = next_round(resolved, index, observed.get(resolved.name, {}))
         if progress is not None:
             progress.start(resolved.name, len(resolved.trials))
         work = Work(resolved, git_sha=options.git_sha, pr=options.pr,

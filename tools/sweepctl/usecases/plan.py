@@ -20,6 +20,7 @@ from sweepctl.spec.model import Experiment, experiment_from_data
 from sweepctl.spec.schemas import check_schema
 from sweepctl.sweep.plan import Change, Plan, PlannedTrial
 from sweepctl.sweep.trial import Trial
+from sweepctl.usecases.adaptive import search_plan
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
 
@@ -126,6 +127,7 @@ def _plan(workspace: Workspace, resolved: ResolvedExperiment, base: str | None,
         gpus_per_trial=(resolved.runtime.kubernetes.gpus_per_trial
                         * resolved.runtime.kubernetes.nodes_per_trial),
         header=header_of(experiment, local_only=not workspace.shared_tracking),
+        **search_plan(experiment.sweep),  # tpe: the budget of every round, and the note
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sweepctl.backends import BackendSettings, info, open_backend
 from sweepctl.renderers.values import format_value
+from sweepctl.usecases.adaptive import with_proposals
 from sweepctl.workspace import Workspace
 
 
@@ -52,6 +53,7 @@ def status(folder: Path, *, backend: str, tracking_uri: str | None,
     finally:
         opened.close()
     index = workspace.run_index(resolved.tracking_uri) if resolved.tracking_uri else None
+    resolved = with_proposals(resolved, index) if index is not None else resolved
     metric = resolved.experiment.objective.metric
     report = StatusReport(resolved.name, metric, backend)
     for trial in resolved.trials:
