@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from sweepctl.cli.main import main
 from sweepctl.clients.mlflow_store import TAG_EXPERIMENT, TAG_ROLE, TAG_TRIAL_ID
 from sweepctl.renderers.plan import marker, render_markdown
@@ -240,3 +241,26 @@ def test_a_uri_in_an_override_never_shows_its_credentials() -> None:
     assert masked("https://bob:hunter2@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
     assert masked("sqlite:///.sweepctl/mlflow.db") == "sqlite:///.sweepctl/mlflow.db"
     assert masked({"a": "http://t@h"}) == '{"a": "http://***@h"}'
+
+
+@pytest.mark.parametrize("name", ["lr-rank-tpe", "lora-rank-sweep", "tiny-lora-demo"])
+def test_the_plan_json_carries_everything_the_comment_shows(
+        name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pr-comment.yml renders the comment from the JSON: the header (title, hypothesis,
+    objective, overrides, acknowledged warnings), the GPUs per trial and a tpe search's
+    budget must survive the round trip, or the posted comment silently loses them."""
+    from sweepctl.renderers.plan import plan_from_data
+
+    experiments = tmp_path / "experiments"
+    shutil.copytree(REPO_ROOT / "experiments", experiments)
+    folder = experiments / name
+    doc = yaml.safe_load((folder / "experiment.yaml").read_text())
+    doc["runtime"] = {"local": {"max_parallel": 1}}
+    doc["warnings"] = {"ignore": ["typical-range"]}
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["plan", str(folder), "--offline", "--format", "markdown"]) in (0, 1)
+    markdown = capsys.readouterr().out
+    assert main(["plan", str(folder), "--offline", "--format", "json"]) in (0, 1)
+    [data] = json.loads(capsys.readouterr().out)["plans"]
+    assert render_markdown(plan_from_data(data)) == markdown
+    assert "local.max_parallel" in markdown and "typical-range" in markdown

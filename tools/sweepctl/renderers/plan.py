@@ -218,6 +218,9 @@ def plan_data(plan: Plan) -> dict[str, Any]:
         "count": len(plan.trials),
         "budget": {"max_trials": plan.max_trials, "gpu_hours": plan.gpu_hours_budget,
                    "hours_per_trial": plan.hours_per_trial},
+        "gpus_per_trial": plan.gpus_per_trial,
+        "search": None if not plan.search_trials else {
+            "trials": plan.search_trials, "note": plan.search_note},
         "gpu_hours": plan.gpu_hours,
         "gpu_hours_to_run": plan.gpu_hours_to_run if plan.tracking_uri else plan.gpu_hours,
         "over_budget": not plan.ok,
@@ -292,6 +295,32 @@ class _Reader:
         return value
 
 
+def _header_from_data(read: _Reader, data: Mapping[str, Any], *,
+                      local_only: bool) -> PlanHeader:
+    objective = read.mapping(data, "objective")
+    target = objective.get("target")
+    if target is not None and (isinstance(target, bool)
+                               or not isinstance(target, int | float)):
+        raise read.fail("objective.target", "a number or null")
+    goal = read.text(objective, "goal", optional=True) or ""
+    if goal not in ("", "minimize", "maximize"):
+        raise read.fail("objective.goal", "minimize or maximize")
+    overrides = read.mapping(data, "runtime_overrides")
+    warnings = data.get("ignored_warnings")
+    if not isinstance(warnings, list) or not all(isinstance(w, str) and _STRATEGY.fullmatch(w)
+                                                 for w in warnings):
+        raise read.fail("ignored_warnings", "a list of rule ids")
+    return PlanHeader(
+        title=read.text(data, "title", optional=True, limit=2000) or "",
+        hypothesis=read.text(data, "hypothesis", optional=True, limit=20_000) or "",
+        objective=read.text(objective, "metric", optional=True, limit=200) or "", goal=goal,
+        target=target, local_only=local_only,
+        # values were masked and formatted when the plan was written: shown as text
+        overrides=tuple((key, str(read.text(overrides, key, limit=2000)))
+                        for key in overrides),
+        ignored_warnings=tuple(warnings))
+
+
 def _trial_from_data(read: _Reader, data: Mapping[str, Any]) -> PlannedTrial:
     change = read.text(data, "vs_base", optional=True)
     if change not in (None, "new", "unchanged"):
@@ -316,9 +345,15 @@ def plan_from_data(data: Any, where: str = "plan") -> Plan:
     removed = () if base is None else tuple(
         _trial_from_data(read, {"index": 1, "slug": item.get("name"), "replicate": 0,
                                 **item}).trial for item in read.items(base, "removed"))
+    search = read.mapping(data, "search", optional=True)
+    image = read.text(data, "image", optional=True)
     return Plan(
         experiment=read.text(data, "experiment", _EXPERIMENT), path=read.text(data, "path"),
-        strategy=read.text(data, "strategy", _STRATEGY), image=read.text(data, "image"),
+        strategy=read.text(data, "strategy", _STRATEGY), image=image or "",
+        header=_header_from_data(read, data, local_only=image is None),
+        gpus_per_trial=read.number(data, "gpus_per_trial", integer=True),
+        search_trials=0 if search is None else read.number(search, "trials", integer=True),
+        search_note=None if search is None else read.text(search, "note", optional=True),
         trials=tuple(_trial_from_data(read, t) for t in read.items(data, "trials")),
         baseline=read.mapping(data, "baseline", optional=True) or {},
         max_trials=read.number(budget, "max_trials", integer=True),
