@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweepctl.clients.mlflow_store import RunRecord
-
 from sweepctl.backends import BackendSettings, info, open_backend
+from sweepctl.clients.mlflow_store import RunRecord
 from sweepctl.renderers.values import format_value
 from sweepctl.workspace import Workspace
 
