@@ -125,4 +125,4 @@ def test_unreachable_api_is_a_failed_trial_not_a_traceback() -> None:
                              retry=RetryPolicy(attempts=2, base_delay=0.001, timeout=2))
     [result] = kube.apply(NS, [unit("u", 1)])
     assert result.outcome == Outcome.FAILED
-    assert result.detail.startswith("create ConfigMap u-t1: gave up after 2 attempts")
+    assert result.detail.startswith("create Job u-t1: gave up after 2 attempts")  # the Job first

@@ -36,6 +36,10 @@ def run_exp(config):
     start = time.time()
     with open(os.path.join(stamp, "started-" + config["run_name"]), "w") as handle:
         handle.write(os.getcwd())
+    if float(config.get("fake_sleep", 0.3)) > 5:  # a slow trial shows live progress
+        mlflow.log_params({"max_steps": "100", "num_train_epochs": "2"})
+        for step in (10, 20):
+            mlflow.log_metrics({"loss": 20.0 / step, "epoch": step / 50}, step=step)
     time.sleep(float(config.get("fake_sleep", 0.3)))
     if config.get("lora_rank") == int(os.environ.get("FAKE_TRAINER_FAIL_RANK", "-1")):
         raise RuntimeError("fake trainer: diverged")
@@ -66,8 +70,10 @@ def fake_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # one store per test: reuse by trial id crosses MLflow experiments, so a module-wide
+    # store let the first test's FINISHED runs make every later launch a reuse
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow-local') / 'mlflow.db'}"
 
 
