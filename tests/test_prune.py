@@ -4,18 +4,25 @@ against kmock's emulator over HTTP and a real MLflow store."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kmock
 import pytest
 import yaml
-from kube_emulator import RunningEmulator
+from kube_emulator import RunningEmulator, running_emulator
 from sweepctl.backends import Outcome
 from sweepctl.cli.options import experiment_folders
 from sweepctl.usecases.launch import LaunchReport, launch
 from sweepctl.workspace import Workspace
-from test_launch import NAMESPACE, emu, make_experiment, options  # noqa: F401  (fixture)
+from test_launch import NAMESPACE, make_experiment, options
+
+
+@pytest.fixture
+def emu() -> Iterator[RunningEmulator]:
+    with running_emulator() as running:
+        yield running
 
 
 @pytest.fixture
@@ -62,7 +69,8 @@ def test_removing_a_folder_prunes_its_suspended_jobs_reports_running_ones_and_on
     first = reconcile_all(tmp_path, emu, store)
     assert first.ok, first.not_launched
     assert first.pruned == []
-    before = {n: j.get("spec", {}).get("suspend", False) for n, j in jobs_of(emu, "gone-demo").items()}
+    before = {name: job.get("spec", {}).get("suspend", False)
+              for name, job in jobs_of(emu, "gone-demo").items()}
     assert sorted(before.values()) == [False, False, True, True]  # max_parallel 2
     kept = set(jobs_of(emu, "tiny-lora-demo"))
 
