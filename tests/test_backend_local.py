@@ -36,11 +36,12 @@ def run_exp(config):
     start = time.time()
     with open(os.path.join(stamp, "started-" + config["run_name"]), "w") as handle:
         handle.write(os.getcwd())
-    if float(config.get("fake_sleep", 0.3)) > 5:  # a slow trial shows live progress
-        mlflow.log_params({"max_steps": "100", "num_train_epochs": "2"})
+    sleep = float(os.environ.get("FAKE_TRAINER_SLEEP", config.get("fake_sleep", 0.3)))
+    if sleep > 5:  # a slow trial shows live progress
+        mlflow.log_param("max_steps", "100")
         for step in (10, 20):
             mlflow.log_metrics({"loss": 20.0 / step, "epoch": step / 50}, step=step)
-    time.sleep(float(config.get("fake_sleep", 0.3)))
+    time.sleep(sleep)
     if config.get("lora_rank") == int(os.environ.get("FAKE_TRAINER_FAIL_RANK", "-1")):
         raise RuntimeError("fake trainer: diverged")
     mlflow.log_metric("eval_loss", 5.0 - 100 * config["learning_rate"] - config["lora_rank"] / 100)

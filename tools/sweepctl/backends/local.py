@@ -49,6 +49,7 @@ from sweepctl.backends import (
 POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = 30.0
 CANCELLED_MARK = "cancelled"
+CANCEL_REQUEST = "cancel.json"  # in the experiment's runs folder: for a launcher's queue
 
 
 class Interrupted(KeyboardInterrupt):
@@ -257,11 +258,18 @@ class LocalProcesses:
             if progress is not None:
                 progress(result)
 
+        began = time.time()
+
         previous = _on_hangup(_hangup)
         try:
             while queue or running:
                 while queue and len(running) < self.max_parallel:
-                    started = self._start(queue.pop(0), experiment)
+                    trial = queue.pop(0)
+                    if self._cancel_requested(experiment, trial, began):
+                        done(TrialResult(trial.trial_id, trial.name, Outcome.CANCELLED,
+                                         "cancelled by sweepctl cancel before it started"))
+                        continue
+                    started = self._start(trial, experiment)
                     if isinstance(started, TrialResult):
                         done(started)
                     else:
@@ -278,6 +286,17 @@ class LocalProcesses:
         finally:
             _on_hangup(previous)
         return [results[t.trial_id] for t in trials]
+
+    def _cancel_requested(self, experiment: str, trial: LocalTrial, since: float) -> bool:
+        """A ``sweepctl cancel`` of this trial after this launch began (``cancel.json``)."""
+        try:
+            request = json.loads((self.state_dir / "runs" / experiment / CANCEL_REQUEST)
+                                 .read_text())
+            at, trials = float(request["at"]), request.get("trials")
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return at >= since and (trials is None or bool({trial.trial_id, trial.name}
+                                                          & set(trials)))
 
     def _interrupt(self, running: Sequence[_Running]) -> None:
         """SIGINT each child (its runner ends the MLflow run KILLED), then wait, then kill."""
@@ -437,6 +456,11 @@ class LocalBackend:
                 if wanted is None or {tid, folder.name} & wanted]
         if self.settings.dry_run:
             return [TrialResult(tid, f.name, Outcome.CANCELLED, "dry run") for f, tid in live]
+        for resolved in experiments:  # a launcher's queued trials are never started
+            root = self.settings.state_dir / "runs" / resolved.name
+            if root.is_dir():
+                (root / CANCEL_REQUEST).write_text(json.dumps(
+                    {"at": time.time(), "trials": None if wanted is None else sorted(wanted)}))
         return self._stop(live, "process group sent SIGTERM")
 
     def prune(self, experiments: Sequence[ResolvedExperiment], in_git: Collection[str],
