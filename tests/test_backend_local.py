@@ -37,7 +37,12 @@ def run_exp(config):
     start = time.time()
     with open(os.path.join(stamp, "started-" + config["run_name"]), "w") as handle:
         handle.write(os.getcwd())
-    time.sleep(float(config.get("fake_sleep", 0.3)))
+    sleep = float(os.environ.get("FAKE_TRAINER_SLEEP", config.get("fake_sleep", 0.3)))
+    if sleep > 5:  # a slow trial shows live progress
+        mlflow.log_param("max_steps", "100")
+        for step in (10, 20):
+            mlflow.log_metrics({"loss": 20.0 / step, "epoch": step / 50}, step=step)
+    time.sleep(sleep)
     if config.get("lora_rank") == int(os.environ.get("FAKE_TRAINER_FAIL_RANK", "-1")):
         raise RuntimeError("fake trainer: diverged")
     mlflow.log_metric("eval_loss", 5.0 - 100 * config["learning_rate"] - config["lora_rank"] / 100)
@@ -67,8 +72,10 @@ def fake_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # one store per test: reuse by trial id crosses MLflow experiments, so a module-wide
+    # store let the first test's FINISHED runs make every later launch a reuse
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow-local') / 'mlflow.db'}"
 
 

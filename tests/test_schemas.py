@@ -100,7 +100,8 @@ def test_defaults_pass_and_fit_the_runtime_model() -> None:
                         "secret_env", "queue", "backoff_limit", "ttl_seconds_after_finished",
                         "nodes_per_trial", "shm_size", "ephemeral_storage", "security"}
     assert set(_schema("defaults")["properties"]) == {"mlflow", "kubernetes", "local", "github",
-                                                      "policy"}
+                                                      "policy", "prune"}
+    assert runtime.prune == "queued" and runtime_from_data({"prune": "none"}).prune == "none"
 
 
 def test_experiment_runtime_overrides_accept_what_defaults_accept() -> None:
@@ -108,6 +109,7 @@ def test_experiment_runtime_overrides_accept_what_defaults_accept() -> None:
     runtime_sections = dict(_schema("defaults")["properties"])
     # the policy limits runtime: overrides; an experiment overriding it would be no policy
     del runtime_sections["policy"]
+    del runtime_sections["prune"]  # the reconcile's, across experiments: not one's own
     assert runtime == runtime_sections
 
 

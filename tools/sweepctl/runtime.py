@@ -71,6 +71,11 @@ class Runtime:
     kubernetes: KubernetesRuntime = field(default_factory=KubernetesRuntime)
     local: LocalRuntime = field(default_factory=LocalRuntime)
     github_repository: str | None = None
+    # what the full reconcile does with the Jobs of trials git no longer has (PRUNE_MODES)
+    prune: str = "queued"
+
+
+PRUNE_MODES = ("queued", "all", "none")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,6 +157,7 @@ def runtime_from_data(data: Mapping[str, Any]) -> Runtime:
             max_parallel=local.get("max_parallel", base_local.max_parallel),
         ),
         github_repository=(data.get("github") or {}).get("repository"),
+        prune=data.get("prune", "queued"),
     )
 
 

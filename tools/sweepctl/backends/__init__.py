@@ -4,7 +4,8 @@
 never branch on a backend's name. What differs between backends lives in the backend:
 how an experiment's trials are observed, how a trial is prepared (rendered), what an
 existing Job or process means (``judge``: a failed Job is immutable and stays, a failed
-local trial is simply retried), and how prepared trials are started (``submit``).
+local trial is simply retried), how prepared trials are started (``submit``), how they
+are stopped (``cancel``) and how the work git no longer has is cleaned up (``prune``).
 
 A new backend (Slurm, SkyPilot) is one module with a ``create(settings)`` factory plus
 one entry in ``REGISTRY``.
@@ -13,7 +14,7 @@ one entry in ``REGISTRY``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +35,9 @@ class Outcome(StrEnum):
     FAILED = "failed"              # could not be launched (or, locally, the trial failed)
     HELD = "held"                  # not started: budget.max_failed_trials already reached
     GAVE_UP = "gave up"            # not relaunched: budget.max_attempts_per_trial spent
+    CANCELLED = "cancelled"        # stopped by `sweepctl cancel` (Job deleted, process signalled)
+    PRUNED = "pruned"              # a Job that never started, of a trial git no longer has
+    NOT_IN_GIT = "running, not in git"  # a live trial git no longer has: prune only reports it
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,30 @@ class Backend(Protocol):
         the failure budget is spent)."""
         ...
 
+    def cancel(self, experiments: Sequence[ResolvedExperiment],
+               trial_ids: Collection[str] | None = None) -> list[TrialResult]:
+        """Stop these experiments' queued and running trials (``trial_ids``: only those):
+        one CANCELLED result per trial stopped; the runner ends its run KILLED."""
+        ...
+
+    def prune(self, experiments: Sequence[ResolvedExperiment], in_git: Collection[str],
+              mode: str) -> list[TrialResult]:
+        """The reconcile's clean-up, for the namespaces/state of ``experiments``: trials
+        of experiments not in ``in_git`` (names), or no longer in their sweep, that never
+        started are deleted (PRUNED; ``mode`` "none": nothing); running ones are reported
+        (NOT_IN_GIT), or stopped too with ``mode`` "all" (CANCELLED)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def trials_in_git(resolved: ResolvedExperiment) -> frozenset[str] | None:
+    """The trial ids git asks for, for prune; None: any trial of the experiment may be
+    git's (tpe proposes later rounds from MLflow at launch time: its queued trials are
+    not in the expansion, and must not look removed)."""
+    if resolved.experiment.sweep.get("strategy") == "tpe":
+        return None
+    return frozenset(resolved.trial_ids)
 
 
 @dataclass(frozen=True)

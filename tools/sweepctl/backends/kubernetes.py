@@ -23,7 +23,11 @@ trial is reported ("delete it to retry") until its TTL removes it.
   touches ``spec.suspend`` alone.
 
 Observing is one paged list of sweepctl's Jobs per namespace for the whole command, not
-one per experiment. The HTTP layer (retries, status mapping) is ``clients.kube_api``.
+one per experiment; the reconcile's prune lists every sweepctl Job of a namespace once
+and hands that list to the observe that follows. ``cancel`` deletes Jobs with background
+propagation (the garbage collector removes their pods, ConfigMap and Service; the pod's
+SIGTERM makes the runner end its run KILLED). The HTTP layer (retries, status mapping) is
+``clients.kube_api``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from sweepctl.backends import (
     TrialResult,
     Unit,
     Work,
+    trials_in_git,
 )
 from sweepctl.clients.kube_api import KubeApi, KubeConflict, RetryPolicy
 from sweepctl.clients.mlflow_store import safe_uri
@@ -62,6 +67,8 @@ if TYPE_CHECKING:
     from sweepctl.workspace import ResolvedExperiment
 
 ACTIVE = ("pending", "running")
+DONE = ("succeeded", "failed")
+ALL_OURS = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
 
 
 def _phase(job: Mapping[str, Any]) -> str:
@@ -115,6 +122,15 @@ def with_queue(job: Mapping[str, Any], queue: str | None, suspend: bool) -> dict
     return out
 
 
+def _namespaces(experiments: Sequence[ResolvedExperiment]) -> dict[str, set[str]]:
+    """namespace -> the names of the experiments whose Jobs live there."""
+    by_namespace: dict[str, set[str]] = {}
+    for resolved in experiments:
+        by_namespace.setdefault(resolved.runtime.kubernetes.namespace,
+                                set()).add(resolved.name)
+    return by_namespace
+
+
 class KubernetesBackend:
     """Creates and observes sweepctl's Jobs over the official client."""
 
@@ -126,6 +142,9 @@ class KubernetesBackend:
         self.api = KubeApi(configuration, concurrency=concurrency, retry=retry,
                            dry_run=dry_run, seed=seed)
         self.dry_run = dry_run
+        # namespace -> every sweepctl Job, listed by prune for the observe that follows
+        # (taken once: a later observe lists again and sees what this command created)
+        self._listed: dict[str, list[dict[str, Any]]] = {}
 
     @property
     def requests(self) -> int:
@@ -136,33 +155,111 @@ class KubernetesBackend:
 
     # -- observing ----------------------------------------------------------------------
 
+    def _jobs(self, namespace: str, experiments: Collection[str]) -> list[dict[str, Any]]:
+        """The Jobs of these experiments in one namespace, from one paged list."""
+        wanted = set(experiments)
+        listed = self._listed.pop(namespace, None)
+        if listed is None:
+            selector = (f"{LABEL_EXPERIMENT}={next(iter(wanted))}" if len(wanted) == 1
+                        else ALL_OURS)
+            listed = list(self.api.list_jobs(namespace, selector))
+        # filter again: a server (or kmock) that ignores labelSelector must not make
+        # another sweep's Jobs look like ours
+        return [job for job in listed
+                if ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_EXPERIMENT)
+                in wanted]
+
     def observe_in(self, namespace: str, experiments: Collection[str]
                    ) -> dict[str, dict[str, Observed]]:
         """experiment -> trial id -> Job, for these experiments' Jobs in one namespace."""
-        wanted = set(experiments)
-        selector = (f"{LABEL_EXPERIMENT}={next(iter(wanted))}" if len(wanted) == 1
-                    else f"{MANAGED_BY}={MANAGED_BY_VALUE}")
-        found: dict[str, dict[str, Observed]] = {name: {} for name in wanted}
-        for job in self.api.list_jobs(namespace, selector):
-            labels = (job.get("metadata") or {}).get("labels") or {}
-            # filter again: a server (or kmock) that ignores labelSelector must not make
-            # another sweep's Jobs look like ours
-            experiment = labels.get(LABEL_EXPERIMENT)
+        found: dict[str, dict[str, Observed]] = {name: {} for name in experiments}
+        for job in self._jobs(namespace, experiments):
+            experiment = job["metadata"]["labels"][LABEL_EXPERIMENT]
             seen = _observed(job)
-            if experiment in wanted and seen is not None:
+            if seen is not None:
                 found[experiment][seen.trial_id] = seen
         return found
 
     def observe(self, experiments: Sequence[ResolvedExperiment]
                 ) -> dict[str, dict[str, Observed]]:
-        by_namespace: dict[str, set[str]] = {}
-        for resolved in experiments:
-            by_namespace.setdefault(resolved.runtime.kubernetes.namespace,
-                                    set()).add(resolved.name)
         found: dict[str, dict[str, Observed]] = {}
-        for namespace, names in sorted(by_namespace.items()):
+        for namespace, names in sorted(_namespaces(experiments).items()):
             found.update(self.observe_in(namespace, names))
         return found
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def cancel(self, experiments: Sequence[ResolvedExperiment],
+               trial_ids: Collection[str] | None = None) -> list[TrialResult]:
+        """Delete the experiments' Jobs that have not ended (``trial_ids``: only those
+        trials, by id or name); ended Jobs are left to their TTL."""
+        results: list[TrialResult] = []
+        for namespace, names in sorted(_namespaces(experiments).items()):
+            for job in self._jobs(namespace, names):
+                seen = _observed(job)
+                if seen is None or seen.phase in DONE:
+                    continue
+                if trial_ids is not None and not {seen.trial_id, seen.name} & set(trial_ids):
+                    continue
+                results.append(self._delete(namespace, seen, Outcome.CANCELLED))
+        return results
+
+    def prune(self, experiments: Sequence[ResolvedExperiment], in_git: Collection[str],
+              mode: str) -> list[TrialResult]:
+        """Delete the never-started Jobs (suspended: also Kueue's queued ones) of trials
+        git no longer has; report the live ones (``mode`` "all": delete them too). One
+        list of every sweepctl Job per namespace, kept for the observe that follows."""
+        if mode == "none":
+            return []
+        wanted = {r.name: trials_in_git(r) for r in experiments}
+        results: list[TrialResult] = []
+        for namespace in sorted(_namespaces(experiments)):
+            listed = list(self.api.list_jobs(namespace, ALL_OURS))
+            kept = []
+            for job in listed:
+                result = self._prune_one(namespace, job, wanted, set(in_git), mode)
+                if result is None or result.outcome == Outcome.NOT_IN_GIT:
+                    kept.append(job)
+                if result is not None:
+                    results.append(result)
+            self._listed[namespace] = kept
+        return results
+
+    def _prune_one(self, namespace: str, job: Mapping[str, Any],
+                   wanted: Mapping[str, frozenset[str] | None], in_git: set[str], mode: str
+                   ) -> TrialResult | None:
+        experiment = ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_EXPERIMENT)
+        seen = _observed(job)
+        if seen is None or not experiment or seen.phase in DONE:
+            return None
+        if experiment in wanted:
+            trial_ids = wanted[experiment]
+            if trial_ids is None or seen.trial_id in trial_ids:
+                return None
+            gone = f"trial removed from {experiment}'s sweep"
+            hint = f"sweepctl cancel {experiment} --trial {seen.name}"
+        elif experiment in in_git:
+            return None  # in git but not loaded (refused, or not in this namespace)
+        else:
+            gone = f"experiment {experiment} is not in git"
+            hint = f"kubectl delete job {seen.name} -n {namespace}, or prune: all"
+        if seen.phase == "suspended":
+            return self._delete(namespace, seen, Outcome.PRUNED, f"{gone}; never started")
+        if mode == "all":
+            return self._delete(namespace, seen, Outcome.CANCELLED, f"{gone}; was {seen.phase}")
+        return TrialResult(seen.trial_id, seen.name, Outcome.NOT_IN_GIT,
+                           f"{seen.phase}, {gone}: cancel it with {hint}")
+
+    def _delete(self, namespace: str, seen: Observed, outcome: Outcome,
+                detail: str = "") -> TrialResult:
+        try:
+            self.api.delete(namespace, "Job", seen.name)
+        except KubernetesError as exc:
+            return TrialResult(seen.trial_id, seen.name, Outcome.FAILED, str(exc.args[0]))
+        done = "would be deleted (dry run)" if self.dry_run else "deleted"
+        return TrialResult(seen.trial_id, seen.name, outcome,
+                           f"Job {seen.name} {done}" + (f": {detail}" if detail else
+                                                        f" (was {seen.phase})"))
 
     # -- deciding -----------------------------------------------------------------------
 

@@ -7,8 +7,12 @@ the trial's process: the kernel drops it when both are gone, so a trial whose la
 crashed still counts as running while its runner lives, and a crash never leaves a
 claim behind that blocks the trial forever (a pid in a file would: pids are reused, and
 taking over a stale file raced). That is what makes two ``launch`` commands racing on
-one machine start a trial once. ``launch`` waits for the children; Ctrl-C sends them
-SIGINT (the runner ends its MLflow run KILLED) and waits.
+one machine start a trial once. ``launch`` waits for the children; Ctrl-C, or the
+terminal closing (SIGHUP, handled while ``run`` waits, never at import), sends them
+SIGINT (the runner ends its MLflow run KILLED), waits, and raises ``Interrupted`` naming
+the trials it stopped. The trial's pid is in its folder (``pid``; the trial leads its
+own process group), so ``sweepctl cancel`` from another terminal SIGTERMs that group
+and leaves a ``cancelled`` mark the folder's state then shows.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -39,10 +43,27 @@ from sweepctl.backends import (
     TrialResult,
     Unit,
     Work,
+    trials_in_git,
 )
 
 POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = 30.0
+CANCELLED_MARK = "cancelled"
+CANCEL_REQUEST = "cancel.json"  # in the experiment's runs folder: for a launcher's queue
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGHUP stopped a launch; the message names the trials it stopped."""
+
+    def __init__(self, stopped: Sequence[str]) -> None:
+        self.stopped = tuple(stopped)
+        names = ", ".join(self.stopped) or "none"
+        super().__init__(f"stopped {len(self.stopped)} trial(s): {names} (their runs "
+                         "end KILLED); re-run `sweepctl launch` to resume them")
+
+
+def _hangup(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 @dataclass(frozen=True)
@@ -134,15 +155,23 @@ class LocalProcesses:
                 trial_id = str(json.loads(meta_path.read_text())["trial_id"])
             except (OSError, ValueError, KeyError):
                 continue
-            code = _read_int(folder / "exit_code")
-            if _claimed(folder):
-                phase = "running"
-            elif code is not None:
-                phase = "succeeded" if code == 0 else "failed"
-            else:
+            phase = _phase(folder)
+            if phase is None:
                 continue  # its launcher and its runner died before an exit code: re-run
             found[trial_id] = Observed(trial_id, folder.name, phase,
                                        detail=str(folder / "trial.log"))
+        return found
+
+    def trial_folders(self, experiment: str) -> list[tuple[Path, str]]:
+        """(folder, trial id) of every trial this state dir has for the experiment."""
+        root = self.state_dir / "runs" / experiment
+        found = []
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+            try:
+                found.append((folder, str(json.loads((folder / "trial.json").read_text())
+                                          ["trial_id"])))
+            except (OSError, ValueError, KeyError):
+                continue
         return found
 
     # -- running ------------------------------------------------------------------------------
@@ -174,6 +203,7 @@ class LocalProcesses:
             return TrialResult(trial.trial_id, trial.name, Outcome.RUNNING,
                                "another sweepctl process ran it since this launch looked")
         (folder / "exit_code").unlink(missing_ok=True)
+        (folder / CANCELLED_MARK).unlink(missing_ok=True)
         config_path = folder / "train.yaml"
         meta_path = folder / "meta.json"
         config_path.write_text(yaml.safe_dump(dict(trial.train_config), sort_keys=False))
@@ -197,6 +227,7 @@ class LocalProcesses:
             os.close(claim)
             return TrialResult(trial.trial_id, trial.name, Outcome.FAILED,
                                f"cannot start {self.python}: {exc.strerror or exc}")
+        (folder / "pid").write_text(str(process.pid))  # its process group, for cancel
         return _Running(trial, folder, process, log, time.monotonic(), claim)
 
     def _finish(self, running: _Running) -> TrialResult:
@@ -209,6 +240,9 @@ class LocalProcesses:
         if code == 0:
             return TrialResult(running.trial.trial_id, running.trial.name, Outcome.LAUNCHED,
                                f"finished in {seconds:.0f} s, log {log}")
+        if (running.folder / CANCELLED_MARK).exists():
+            return TrialResult(running.trial.trial_id, running.trial.name, Outcome.CANCELLED,
+                               f"stopped by sweepctl cancel after {seconds:.0f} s, see {log}")
         return TrialResult(running.trial.trial_id, running.trial.name, Outcome.FAILED,
                            f"trial exited with {code} after {seconds:.0f} s, see {log}")
 
@@ -224,10 +258,18 @@ class LocalProcesses:
             if progress is not None:
                 progress(result)
 
+        began = time.time()
+
+        previous = _on_hangup(_hangup)
         try:
             while queue or running:
                 while queue and len(running) < self.max_parallel:
-                    started = self._start(queue.pop(0), experiment)
+                    trial = queue.pop(0)
+                    if self._cancel_requested(experiment, trial, began):
+                        done(TrialResult(trial.trial_id, trial.name, Outcome.CANCELLED,
+                                         "cancelled by sweepctl cancel before it started"))
+                        continue
+                    started = self._start(trial, experiment)
                     if isinstance(started, TrialResult):
                         done(started)
                     else:
@@ -237,10 +279,24 @@ class LocalProcesses:
                     done(self._finish(item))
                 if running:
                     time.sleep(POLL_SECONDS)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            stopped = [r.trial.name for r in running if r.process.poll() is None]
             self._interrupt(running)
-            raise
+            raise Interrupted(stopped) from exc
+        finally:
+            _on_hangup(previous)
         return [results[t.trial_id] for t in trials]
+
+    def _cancel_requested(self, experiment: str, trial: LocalTrial, since: float) -> bool:
+        """A ``sweepctl cancel`` of this trial after this launch began (``cancel.json``)."""
+        try:
+            request = json.loads((self.state_dir / "runs" / experiment / CANCEL_REQUEST)
+                                 .read_text())
+            at, trials = float(request["at"]), request.get("trials")
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return at >= since and (trials is None or bool({trial.trial_id, trial.name}
+                                                          & set(trials)))
 
     def _interrupt(self, running: Sequence[_Running]) -> None:
         """SIGINT each child (its runner ends the MLflow run KILLED), then wait, then kill."""
@@ -255,6 +311,51 @@ class LocalProcesses:
                 item.process.kill()
                 item.process.wait()
             self._finish(item)
+
+
+def _phase(folder: Path) -> str | None:
+    """running | succeeded | failed | cancelled; None: nothing holds the claim and no
+    exit code was written (launcher and runner died), so the trial is simply re-run."""
+    code = _read_int(folder / "exit_code")
+    if _claimed(folder):
+        return "running"
+    if code == 0:
+        return "succeeded"
+    if (folder / CANCELLED_MARK).exists():
+        return "cancelled"
+    return None if code is None else "failed"
+
+
+def _on_hangup(handler: Any) -> Any:
+    """Install a SIGHUP handler (main thread only: Python's rule); the previous one."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGHUP, handler) if handler is not None else None
+
+
+def stop_group(folder: Path, signum: int) -> bool:
+    """Signal the trial's process group (its runner leads it); False when it is gone.
+    Only while the claim is held: a pid of an ended trial may be reused."""
+    pid = _read_int(folder / "pid")
+    if pid is None or pid <= 1 or not _claimed(folder):
+        return False
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def wait_released(folders: Sequence[Path], seconds: float) -> list[Path]:
+    """Wait until no process holds these claims; the folders still claimed after that."""
+    deadline = time.monotonic() + seconds
+    held = [f for f in folders if _claimed(f)]
+    while held and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        held = [f for f in held if _claimed(f)]
+    return held
 
 
 def runner_path() -> Path:
@@ -309,7 +410,7 @@ class LocalBackend:
         return Unit(trial, None, local)
 
     def judge(self, work: Work, seen: Observed, unit: Unit) -> TrialResult | None:
-        if seen.phase in ("failed", "succeeded"):
+        if seen.phase != "running":
             return None  # nothing stays behind: (re)run it (a success without a run, too)
         return TrialResult(unit.trial_id, unit.name, Outcome.RUNNING, seen.phase)
 
@@ -326,6 +427,69 @@ class LocalBackend:
             processes = self._processes(work.resolved)
             processes.observe(work.resolved.name)
         return processes.run(work.resolved.name, [u.payload for u in units], progress)
+
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def _live(self, experiment: str) -> list[tuple[Path, str]]:
+        processes = LocalProcesses("", Path(), self.settings.state_dir, "")
+        return [(f, tid) for f, tid in processes.trial_folders(experiment) if _claimed(f)]
+
+    def _stop(self, folders: Sequence[tuple[Path, str]], detail: str) -> list[TrialResult]:
+        """SIGTERM each trial's group (the runner ends its run KILLED), wait for the
+        claims to drop, SIGKILL what is left (cancel then ends its run through MLflow)."""
+        stopped = []
+        for folder, trial_id in folders:
+            (folder / CANCELLED_MARK).write_text("")
+            if stop_group(folder, signal.SIGTERM):
+                stopped.append((folder, trial_id))
+        for folder in wait_released([f for f, _ in stopped], INTERRUPT_GRACE_SECONDS):
+            stop_group(folder, signal.SIGKILL)
+        return [TrialResult(tid, folder.name, Outcome.CANCELLED, detail)
+                for folder, tid in stopped]
+
+    def cancel(self, experiments: Sequence[ResolvedExperiment],
+               trial_ids: Collection[str] | None = None) -> list[TrialResult]:
+        wanted = None if trial_ids is None else set(trial_ids)
+        live = [(folder, tid) for resolved in experiments
+                for folder, tid in self._live(resolved.name)
+                if wanted is None or {tid, folder.name} & wanted]
+        if self.settings.dry_run:
+            return [TrialResult(tid, f.name, Outcome.CANCELLED, "dry run") for f, tid in live]
+        for resolved in experiments:  # a launcher's queued trials are never started
+            root = self.settings.state_dir / "runs" / resolved.name
+            if root.is_dir():
+                (root / CANCEL_REQUEST).write_text(json.dumps(
+                    {"at": time.time(), "trials": None if wanted is None else sorted(wanted)}))
+        return self._stop(live, "process group sent SIGTERM")
+
+    def prune(self, experiments: Sequence[ResolvedExperiment], in_git: Collection[str],
+              mode: str) -> list[TrialResult]:
+        """Nothing local waits in a queue (``launch`` runs its trials to the end), so only
+        live trials git no longer has are left: reported, or stopped with ``all``."""
+        runs = self.settings.state_dir / "runs"
+        if mode == "none" or not runs.is_dir():
+            return []
+        wanted = {r.name: trials_in_git(r) for r in experiments}
+        results: list[TrialResult] = []
+        for experiment in sorted(p.name for p in runs.iterdir() if p.is_dir()):
+            if experiment in in_git and experiment not in wanted:
+                continue  # in git, not loaded (refused): not this reconcile's to judge
+            trial_ids = wanted.get(experiment)
+            gone = [(f, tid) for f, tid in self._live(experiment)
+                    if experiment not in wanted or (trial_ids is not None
+                                                    and tid not in trial_ids)]
+            why = (f"trial removed from {experiment}'s sweep" if experiment in wanted
+                   else f"experiment {experiment} is not in git")
+            if mode == "all" and not self.settings.dry_run:
+                results += self._stop(gone, f"{why}; stopped")
+                continue
+            results += [TrialResult(tid, f.name, Outcome.NOT_IN_GIT, f"running, {why}: " + (
+                f"cancel it with sweepctl cancel {experiment} --trial {f.name}"
+                if experiment in wanted else
+                f"stop it with kill -TERM -$(cat {f / 'pid'}), or set prune: all"))
+                for f, tid in gone]
+        return results
 
 
 def create(settings: BackendSettings) -> LocalBackend:

@@ -100,6 +100,9 @@ def print_report(report: LaunchReport, console: Any) -> None:
         console.print(f"[bold red]refused[/] {entry.name}:", highlight=False)
         for reason in entry.refused:
             console.print(f"  {reason}", highlight=False, markup=False, soft_wrap=True)
+    for result in report.pruned:
+        console.print(f"prune: {result.name}: {result.outcome.value}: {result.detail}",
+                      highlight=False, markup=False, soft_wrap=True)
     missing = report.not_launched
     if missing:
         console.print(f"[bold red]{len(missing)} trial(s) not launched:[/]", highlight=False)
@@ -147,7 +150,8 @@ def command(experiments: tuple[str, ...], backend: str | None, changed_since_rev
     options = LaunchOptions(
         backend=backend, dry_run=dry_run, tracking_uri=workspace.env_tracking_uri,
         git_sha=head_sha(folders[0]), pr=os.environ.get("SWEEPCTL_PR"),
-        kube_concurrency=concurrency, state_dir=state_dir, env=settings.env)
+        kube_concurrency=concurrency, state_dir=state_dir, env=settings.env,
+        prune=not experiments and not changed_since_rev)  # a full reconcile only
     if not console.is_terminal:
         report = launch(folders, options, _Lines(console), workspace)
     else:

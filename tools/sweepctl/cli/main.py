@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "report": "sweepctl.cli.report:command",
     "history": "sweepctl.cli.history:command",
     "promote": "sweepctl.cli.promote:command",
+    "cancel": "sweepctl.cli.cancel:command",
 }
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -83,8 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.UsageError as exc:
         exc.show()
         return EXIT_USAGE
-    except click.Abort:
-        click.echo("interrupted", err=True)
+    except click.Abort as exc:
+        # click turns KeyboardInterrupt (and the launcher's SIGHUP) into Abort; the cause
+        # names the trials a launch stopped
+        cause = str(exc.__cause__ or "")
+        click.echo(f"interrupted: {cause}" if cause else "interrupted", err=True)
         return EXIT_INTERRUPTED
     except UsageError as exc:
         click.echo(f"sweepctl: error: {exc}", err=True)
@@ -92,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SweepctlError as exc:
         click.echo(f"sweepctl: error: {exc}", err=True)
         return EXIT_FINDINGS
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+    except KeyboardInterrupt as exc:
+        click.echo(f"interrupted: {exc}" if str(exc) else "interrupted", err=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FINDINGS

@@ -5,14 +5,37 @@ from __future__ import annotations
 import click
 
 from sweepctl.cli.options import backend_option, backend_settings, chosen_backend, workspace_for
-from sweepctl.usecases.status import status
+from sweepctl.renderers.values import format_value
+from sweepctl.usecases.status import LiveProgress, status
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def progress_text(progress: LiveProgress | None) -> str:
+    """A running trial's "step 40, epoch 0.5, loss 1.23, ETA 2m10s"; "-" otherwise."""
+    if progress is None:
+        return "-"
+    parts = [f"step {'-' if progress.step is None else progress.step}"]
+    if progress.epoch is not None:
+        parts.append(f"epoch {format_value(round(progress.epoch, 2))}")
+    if progress.loss is not None:
+        parts.append(f"loss {progress.loss:.4g}")
+    parts.append(f"ETA {_duration(progress.eta_seconds)}")
+    return ", ".join(parts)
 
 
 @click.command("status")
 @click.argument("experiment", metavar="EXPERIMENT")
 @backend_option
 def command(experiment: str, backend: str | None) -> int:
-    """Per trial: its Job or local process, its newest MLflow run and objective value.
+    """Per trial: its Job or local process, its newest MLflow run and objective value,
+    and for a running trial its step, epoch, loss and ETA.
 
     EXPERIMENT is an experiment folder, or its bare name under experiments/.
     """
@@ -35,10 +58,11 @@ def command(experiment: str, backend: str | None) -> int:
     table.add_column("mlflow", no_wrap=True)
     table.add_column("attempts", justify="right", no_wrap=True)
     table.add_column(report.metric, justify="right", no_wrap=True)
+    table.add_column("progress", no_wrap=True)
     for row in report.rows:
         value = "-" if row.objective is None else f"{row.objective:.4g}"
         table.add_row(row.name, row.params, row.backend, row.run_status, str(row.attempts),
-                      value)
+                      value, progress_text(row.progress))
     console = Console(width=max(Console().width, 120))  # CI logs are not 80 columns
     console.print(table)
     console.print(f"{report.count('FINISHED')} of {len(report.rows)} trials finished",

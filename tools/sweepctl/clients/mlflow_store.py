@@ -21,6 +21,7 @@ TAG_GIT_SHA = "sweepctl.git_sha"
 TAG_PR = "sweepctl.pr"
 TAG_SPEC_HASH = "sweepctl.spec_hash"
 TAG_ATTEMPT = "sweepctl.attempt"  # set by the runner: how many times this run was (re)started
+TAG_CANCELLED = "sweepctl.cancelled"  # "true": `sweepctl cancel` stopped the trial
 PAGE_SIZE = 1000
 # experiment ids per search_runs call: the SQL store turns them into one IN (...)
 EXPERIMENTS_PER_SEARCH = 500
@@ -38,6 +39,12 @@ class RunRecord:
     start_time: int | None = None     # ms since epoch
     end_time: int | None = None
     experiment_id: str | None = None
+    # metric -> the step of its latest value (what status shows for a running trial)
+    metric_steps: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "KILLED" and self.tags.get(TAG_CANCELLED) == "true"
 
 
 def _client(tracking_uri: str) -> Any:
@@ -74,7 +81,20 @@ def _record(run: Any) -> RunRecord:
         start_time=run.info.start_time,
         end_time=run.info.end_time,
         experiment_id=run.info.experiment_id,
+        metric_steps=_metric_steps(run),
     )
+
+
+def _metric_steps(run: Any) -> dict[str, int]:
+    """The step of each metric's latest value: the search result's metric objects carry
+    it (``run.data.metrics`` has the values only)."""
+    steps: dict[str, int] = {}
+    for metric in getattr(run.data, "_metric_objs", None) or ():
+        try:
+            steps[str(metric.key)] = int(metric.step)
+        except (TypeError, ValueError):
+            continue
+    return steps
 
 
 def _redact(text: str, tracking_uri: str) -> str:
@@ -208,6 +228,14 @@ class MlflowStore:
         self._call("finish the sweep's parent run", "set_terminated", run.info.run_id,
                    status="FINISHED")
         return str(run.info.run_id)
+
+
+    def mark_cancelled(self, run_id: str, *, end: bool) -> None:
+        """Tag the run as cancelled; ``end``: it is still RUNNING (its pod or process was
+        killed before the runner could end it), so end it KILLED here."""
+        self._call("tag the cancelled run", "set_tag", run_id, TAG_CANCELLED, "true")
+        if end:
+            self._call("end the cancelled run", "set_terminated", run_id, status="KILLED")
 
 
 def role_filter(role: str) -> str:

@@ -61,6 +61,9 @@ class LaunchOptions:
     kube_retry: Any = None                 # clients.kube_api.RetryPolicy
     state_dir: Path = Path(".sweepctl")
     env: Mapping[str, str] = field(default_factory=dict)   # the local children's environment
+    # a full reconcile (every experiment of the checkout): clean up the work git no longer
+    # has (defaults.yaml `prune:`); never on a partial launch, which did not look at it all
+    prune: bool = False
 
     def settings(self) -> BackendSettings:
         return BackendSettings(dry_run=self.dry_run, state_dir=self.state_dir, env=self.env,
@@ -88,6 +91,7 @@ class LaunchReport:
     experiments: list[ExperimentLaunch] = field(default_factory=list)
     mlflow_requests: int = 0
     backend_requests: int = 0
+    pruned: list[TrialResult] = field(default_factory=list)  # prune's deletions and reports
 
     @property
     def not_launched(self) -> list[TrialResult]:
@@ -310,7 +314,7 @@ def launch(folders: Sequence[Path], options: LaunchOptions,
             entry.refused = [str(exc)]
         return report
     try:
-        _launch_ready(workspace, backend, ready, options, progress)
+        _launch_ready(workspace, backend, ready, options, progress, report)
     finally:
         report.backend_requests = int(getattr(backend, "requests", 0))
         report.mlflow_requests = workspace.mlflow_requests
@@ -318,11 +322,28 @@ def launch(folders: Sequence[Path], options: LaunchOptions,
     return report
 
 
+def _prune(workspace: Workspace, backend: Backend,
+           loaded: Sequence[ResolvedExperiment]) -> list[TrialResult]:
+    """The reconcile's clean-up (before observing, which reuses prune's Job list): an
+    experiment is in git when its folder is in the checkout, loaded or not (a refused
+    one keeps its Jobs)."""
+    from sweepctl.runtime import Runtime
+
+    dirs = {resolved.path.parent for resolved in loaded}
+    in_git = {p.name for d in dirs for p in d.iterdir() if p.is_dir()}
+    modes = {workspace.defaults(d)[0].get("prune") or Runtime().prune for d in sorted(dirs)}
+    mode = "none" if "none" in modes else ("queued" if "queued" in modes else "all")
+    return backend.prune(loaded, in_git, mode)
+
+
 def _launch_ready(workspace: Workspace, backend: Backend,
                   ready: Sequence[tuple[ExperimentLaunch, ResolvedExperiment]],
-                  options: LaunchOptions, progress: LaunchProgress | None) -> None:
+                  options: LaunchOptions, progress: LaunchProgress | None,
+                  report: LaunchReport | None = None) -> None:
     indexes = _indexes(workspace, ready)
     try:
+        if options.prune and report is not None:
+            report.pruned = _prune(workspace, backend, [r for _, r in ready])
         observed = backend.observe([r for _, r in ready])
     except SweepctlError as exc:
         for entry, _ in ready:

@@ -8,10 +8,13 @@ since launch reuses it; else the newest run).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweepctl.backends import BackendSettings, info, open_backend
+from sweepctl.clients.mlflow_store import RunRecord
 from sweepctl.renderers.values import format_value
 from sweepctl.usecases.adaptive import with_proposals
 from sweepctl.workspace import Workspace
@@ -27,6 +30,44 @@ class StatusRow:
     objective: float | None
     run_id: str | None = None
     attempts: int = 0
+    progress: LiveProgress | None = None   # for a RUNNING run only
+
+
+@dataclass(frozen=True)
+class LiveProgress:
+    step: int | None
+    epoch: float | None
+    loss: float | None
+    objective: float | None
+    eta_seconds: float | None   # None: no total step count to aim at ("-")
+
+
+def _number(params: Mapping[str, str], key: str) -> float | None:
+    try:
+        return float(params[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def live_progress(run: RunRecord, metric: str, now: float) -> LiveProgress:
+    """Where a running trial is, from its latest logged metrics (``now``: epoch seconds)."""
+    step = max(run.metric_steps.values(), default=None)
+    epoch = run.metrics.get("epoch")
+    total = _number(run.params, "max_steps")
+    if (total is None or total <= 0) and epoch and step:
+        epochs = _number(run.params, "num_train_epochs")
+        total = step * epochs / epoch if epochs else None
+    elapsed = now - run.start_time / 1000 if run.start_time else 0.0
+    eta = None
+    if step and total and total >= step and elapsed > 0:
+        eta = (total - step) / (step / elapsed)
+    return LiveProgress(step, epoch, run.metrics.get("loss"), run.metrics.get(metric), eta)
+
+
+def _run_status(run: RunRecord | None) -> str:
+    if run is None:
+        return "-"
+    return "cancelled" if run.cancelled else run.status
 
 
 @dataclass
@@ -42,7 +83,7 @@ class StatusReport:
 
 def status(folder: Path, *, backend: str, tracking_uri: str | None,
            settings: BackendSettings | None = None,
-           workspace: Workspace | None = None) -> StatusReport:
+           workspace: Workspace | None = None, now: float | None = None) -> StatusReport:
     backend_info = info(backend)
     workspace = workspace or Workspace(shared_tracking=backend_info.shared_tracking,
                                        env_tracking_uri=tracking_uri)
@@ -64,8 +105,10 @@ def status(folder: Path, *, backend: str, tracking_uri: str | None,
         report.rows.append(StatusRow(
             name=trial.name, trial_id=trial.trial_id, params=params or "(baseline)",
             backend=seen.phase if seen else "-",
-            run_status=latest.status if latest else "-",
+            run_status=_run_status(latest),
             objective=latest.metrics.get(metric) if latest else None,
             run_id=latest.run_id if latest else None,
-            attempts=runs.attempts if runs is not None else 0))
+            attempts=runs.attempts if runs is not None else 0,
+            progress=(live_progress(latest, metric, time.time() if now is None else now)
+                      if latest is not None and latest.status == "RUNNING" else None)))
     return report
