@@ -145,7 +145,10 @@ def test_without_github_the_body_is_printed(
     code, out, err = report(folder, mlflow_server, capsys, monkeypatch)
     assert code == 0
     assert out.startswith(comment_marker("lora-rank-sweep")) and "planned" in out
-    assert "comment not posted" in err
+    assert "comment not posted" in err and "comment not posted" not in out
+    # with --notes too (issue 13): `report --notes > body.md` captures the body, only it
+    code, notes_out, err = report(folder, mlflow_server, capsys, monkeypatch, "--notes")
+    assert code == 0 and notes_out == out and "notes.md: updated" in err
     code, _, err = report(folder, mlflow_server, capsys, monkeypatch, "--pr", "3")
     assert code == 2 and "GITHUB_TOKEN" in err
 

@@ -113,7 +113,7 @@ def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, no
                             notes_url=_notes_url(repository))
     summary = report(workspace, folders, request, github)
     for entry in summary.reports:
-        _print(entry, notes, github is not None)
+        _print(entry, github is not None)
     if github is None:
         click.echo("comment not posted: set GITHUB_TOKEN (and GITHUB_REPOSITORY) to post it",
                    err=True)
@@ -129,14 +129,14 @@ def _github_setting(workspace: Workspace, key: str,
     return value if isinstance(value, str) else None
 
 
-def _print(entry: ExperimentReport, notes: bool, posted: bool) -> None:
+def _print(entry: ExperimentReport, posted: bool) -> None:
     if entry.error:
         click.echo(f"sweepctl: error: {entry.experiment}: {entry.error}", err=True)
         return
     if entry.notes is not None:
         click.echo(f"{entry.notes_path}: {entry.notes} ({entry.state}; "
                    f"{entry.plots} plot(s))", err=True)
-    if not posted and not notes:
+    if not posted:  # what would be posted, with or without --notes (issue 13)
         click.echo(entry.body, nl=False)
     if entry.comment:
         click.echo(entry.comment, err=True)

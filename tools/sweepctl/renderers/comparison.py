@@ -70,7 +70,7 @@ def markdown_headers(comparison: Comparison) -> list[str]:
     metric = md_cell(comparison.metric)
     return ["trial", *(md_cell(k) for k in comparison.varied), "status", metric,
             f"Δ {metric}", "train loss", "train_runtime (s)", "Δ runtime",
-            "samples/s", ""]
+            "samples/s", "note"]
 
 
 def markdown_table(comparison: Comparison, rows: Sequence[Row] | None = None,
@@ -108,7 +108,8 @@ def summary_lines(comparison: Comparison) -> list[str]:
     lines = [
         f"**Verdict:** {md_cell(comparison.verdict_text, limit=300)}",
         f"**Trials:** {c['finished']} finished, {c['failed']} failed, {c['running']} running, "
-        f"{c['missing']} not started, of {c['expected']}"
+        + (f"{c['cancelled']} cancelled, " if c.get("cancelled") else "")
+        + f"{c['missing']} not started, of {c['expected']}"
         + (f" (+{c['outside_sweep']} run(s) outside the current sweep)"
            if c.get("outside_sweep") else ""),
     ]

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweepctl.clients.mlflow_store import TAG_PR, TAG_TRIAL, RunRecord
+from sweepctl.clients.mlflow_store import TAG_TRIAL, RunRecord
 from sweepctl.results.cost import NOISE, contended_runs, robust_sweet_spot
 from sweepctl.spec.model import Objective
 from sweepctl.sweep.trial import Trial
@@ -75,7 +75,6 @@ class Comparison:
     verdict_text: str
     counts: Mapping[str, int] = field(default_factory=dict)
     tracking_uri: str | None = None
-    pull_requests: tuple[str, ...] = ()  # the runs' sweepctl.pr tags, newest first
     runtime_note: str | None = None      # why runtime could not call the sweet spot
 
     @property
@@ -133,6 +132,8 @@ def _status(run: RunRecord | None) -> str:
         return "missing"
     if run.status in RUNNING_STATES:
         return "running"
+    if run.cancelled:
+        return "cancelled"
     return run.status.lower()
 
 
@@ -302,6 +303,7 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
         "expected": len(states),
         "finished": states.count("finished"),
         "failed": states.count("failed") + states.count("killed"),
+        "cancelled": states.count("cancelled"),
         "running": states.count("running"),
         "missing": states.count("missing"),
         "outside_sweep": len(rows) - len(swept),
@@ -314,14 +316,5 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
         target=objective.target, tolerance=tolerance, varied=varied, rows=tuple(rows),
         best=best, sweet_spot=spot.row, verdict=verdict,
         verdict_text=verdict_text, counts=counts, tracking_uri=tracking_uri,
-        pull_requests=_pull_requests(runs), runtime_note=spot.note,
+        runtime_note=spot.note,
     )
-
-
-def _pull_requests(runs: Sequence[RunRecord]) -> tuple[str, ...]:
-    found: list[str] = []
-    for run in sorted(runs, key=lambda r: r.start_time or 0, reverse=True):
-        pr = run.tags.get(TAG_PR, "").lstrip("#")
-        if pr.isdigit() and pr not in found:
-            found.append(pr)
-    return tuple(found)

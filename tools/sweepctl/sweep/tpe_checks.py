@@ -79,10 +79,16 @@ def _check_budget(sweep_doc: Document, experiment: Mapping[str, Any],
                f"replicates included); budget.max_trials in experiment.yaml is {max_trials}",
                "budget-max-trials", findings, at_key=True)
     hours, per_trial = budget.get("gpu_hours"), budget.get("hours_per_trial")
-    if (isinstance(hours, int | float) and isinstance(per_trial, int | float)
-            and count * per_trial > hours):
-        _error(sweep_doc, ("trials",), f"{count} trials x {per_trial:g} h = "
-               f"{count * per_trial:g} GPU-hours for the whole search; budget.gpu_hours "
+    if not (isinstance(hours, int | float) and isinstance(per_trial, int | float)):
+        return
+    from sweepctl.sweep.checks import gpus_of  # checks imports this module
+
+    gpus, nodes = gpus_of(sweep_doc.path.parent, experiment)
+    needed = count * per_trial * gpus * nodes
+    if needed > hours:
+        held = f" x {gpus * nodes} GPU(s)" if gpus * nodes != 1 else ""
+        _error(sweep_doc, ("trials",), f"{count} trials x {per_trial:g} h{held} = "
+               f"{needed:g} GPU-hours for the whole search; budget.gpu_hours "
                f"in experiment.yaml is {hours:g}", "budget-gpu-hours", findings, at_key=True)
 
 
