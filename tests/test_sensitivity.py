@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from sweepctl.clients.mlflow_store import RunRecord
 from sweepctl.errors import SweepctlError
+from sweepctl.renderers.markdown import sensitivity_table
 from sweepctl.results.compare import Comparison, build_comparison
-from sweepctl.results.sensitivity import markdown_table, sensitivity, write_plots
+from sweepctl.results.sensitivity import sensitivity, write_plots
 from sweepctl.spec.model import Objective
 from sweepctl.sweep.trial import Trial
 
@@ -42,7 +43,7 @@ def test_mean_std_count_per_value() -> None:
     assert rank[16] == pytest.approx((0.415, 0.019, 4), rel=1e-2)
     assert 32 not in rank  # a trial without a result is no data point
     assert [p.value for p in table["learning_rate"]] == [1e-4, 2e-4]  # numeric order
-    text = markdown_table(comparison, table)
+    text = sensitivity_table(comparison, table)
     assert "| lora_rank     | 16      | 0.415            | 0.019 | 4" in text
 
 
@@ -88,7 +89,7 @@ def test_one_at_a_time_uses_the_baseline_and_the_parameters_own_trials() -> None
     assert dropout == {0.0: (6.06, None, 1), 0.1: (6.10, None, 1), 0.2: (6.15, None, 1)}
     epochs = {p.value: p.mean for p in table["num_train_epochs"]}
     assert epochs == {1: 6.06, 40: 5.66}
-    text = markdown_table(comparison, table)
+    text = sensitivity_table(comparison, table)
     assert "5.974" not in text
     assert "| lora_dropout     | 0       | 6.06             | –     | 1      |" in text
 

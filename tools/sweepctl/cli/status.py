@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from sweepctl.cli.options import backend_option, backend_settings, chosen_backend, workspace_for
-from sweepctl.renderers.values import format_value
 from sweepctl.usecases.status import LiveProgress, status
+from sweepctl.values import format_value
 
 
 def _duration(seconds: float | None) -> str:

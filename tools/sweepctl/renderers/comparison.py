@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sweepctl.renderers.escape import md_cell
-from sweepctl.renderers.values import format_value
 from sweepctl.results.compare import Comparison, Row
+from sweepctl.values import format_value
 
 FORMATS = ("markdown", "csv", "json")
 MAX_LITERAL = 300  # a path or URI longer than this is cut: it is a hint, not the data

@@ -15,9 +15,9 @@ from sweepctl.clients.mlflow_store import safe_uri
 from sweepctl.renderers.comparison import markdown_table, summary_lines
 from sweepctl.renderers.escape import is_id, md_cell, safe_base_url
 from sweepctl.renderers.limits import GITHUB_COMMENT_LIMIT, fit
-from sweepctl.renderers.values import format_value
 from sweepctl.results import sensitivity as sens
 from sweepctl.results.compare import Comparison, Row
+from sweepctl.values import format_value
 
 __all__ = ["GITHUB_COMMENT_LIMIT", "comment_body", "comment_marker", "md_cell", "notes_block",
            "run_url", "state"]

@@ -14,10 +14,10 @@ from typing import Any
 from sweepctl.errors import SweepctlError
 from sweepctl.renderers.limits import fit
 from sweepctl.renderers.markdown import comment_marker, md_cell
-from sweepctl.renderers.values import format_value
 from sweepctl.spec.model import Experiment
 from sweepctl.sweep.plan import Plan, PlanHeader, PlannedTrial
 from sweepctl.sweep.trial import Trial
+from sweepctl.values import format_value
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
 MAX_HEADER_TEXT = 600   # a hypothesis longer than this is cut in the comment

@@ -95,14 +95,6 @@ class Comparison:
                 "its runtime, measured alone")
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def varied_parameters(trials: Sequence[Trial]) -> tuple[str, ...]:
     """Keys whose resolved value differs between trials, in first-seen order.
 

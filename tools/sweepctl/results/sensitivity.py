@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweepctl.results.compare import Comparison, Row, format_value
+from sweepctl.results.compare import Comparison, Row
 from sweepctl.results.pngfile import save_png
+from sweepctl.values import format_value
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -119,16 +120,6 @@ def sensitivity(comparison: Comparison) -> dict[str, list[Point]]:
         ]
         table[parameter] = sorted(points, key=lambda p: _sort_key(p.value))
     return table
-
-
-def markdown_table(comparison: Comparison, table: dict[str, list[Point]]) -> str:
-    from tabulate import tabulate
-
-    rows = [[p.parameter, format_value(p.value), f"{p.mean:.4g}",
-             "–" if p.std is None else f"{p.std:.2g}", str(p.count)]
-            for points in table.values() for p in points]
-    headers = ["parameter", "value", f"mean {comparison.metric}", "std", "runs"]
-    return str(tabulate(rows, headers, tablefmt="github", disable_numparse=True))
 
 
 def plot_name(parameter: str) -> str:

@@ -33,8 +33,8 @@ from sweepctl.sweep.expand import (
     parameter_names,
     resolve_points,
 )
-from sweepctl.sweep.identity import format_value
 from sweepctl.sweep.tpe_checks import check_tpe
+from sweepctl.values import format_value
 
 
 def _value_mark(doc: Document, key: Key, col: int | None) -> Mark:

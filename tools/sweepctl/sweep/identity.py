@@ -25,6 +25,7 @@ from typing import Any
 
 from sweepctl.errors import SweepctlError
 from sweepctl.spec.model import OWNED_KEYS
+from sweepctl.values import format_number
 
 # 10 hex digits = 40 bits. Ids are shared across every experiment of an MLflow store
 # (a FINISHED run is reused by id), so 8 digits (a 1% birthday collision at ~10k trials)
@@ -119,19 +120,11 @@ def kube_name(experiment_name: str, slug: str, trial_id: str) -> str:
 
 
 def format_value(value: Any) -> str:
-    """A compact spelling for names: 2e-4, 0.05, 16, true."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if value.is_integer():
-            return str(int(value))
-        if abs(value) < 1e-2 or abs(value) >= 1e5:
-            mantissa, exponent = f"{value:.3e}".split("e")
-            mantissa = mantissa.rstrip("0").rstrip(".")
-            return f"{mantissa}e{int(exponent)}"
-        return f"{value:.4g}"
+    """A compact spelling for names: 2e-4, 0.05, 16, true; a list joined with ``+``."""
     if isinstance(value, list | tuple):
         return "+".join(format_value(v) for v in value)
+    if isinstance(value, int | float):  # bool is an int
+        return format_number(value)
     return str(value)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sweepctl.backends import BackendSettings, info, open_backend
 from sweepctl.clients.mlflow_store import RunRecord
-from sweepctl.renderers.values import format_value
 from sweepctl.usecases.adaptive import with_proposals
+from sweepctl.values import format_value
 from sweepctl.workspace import Workspace
 
 
