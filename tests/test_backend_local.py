@@ -397,3 +397,27 @@ def test_a_trial_finished_by_a_racing_launch_after_observe_is_not_run_again(
     assert second.outcome == Outcome.RUNNING
     assert [p.name for p in (tmp_path / "stamps").iterdir()].count("started-race") == 1
     assert len(list((tmp_path / "stamps").iterdir())) == 2  # one start, one result
+
+
+def test_a_launch_into_a_log_says_when_each_local_trial_starts_and_ends(
+        tmp_path: Path, store: str, fake_site: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: 82 s of silence in a CI log. A trial's line comes when it starts, and
+    another when its process ends, in that order."""
+    from sweepctl.cli.main import main
+
+    folder = make_experiment(tmp_path, "local-log-lines")
+    stamps = tmp_path / "stamps"
+    stamps.mkdir()
+    for key, value in {"PYTHONPATH": str(fake_site), "FAKE_TRAINER_STAMPS": str(stamps),
+                       "MLFLOW_TRACKING_URI": store}.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    assert main(["launch", str(folder), "--backend", "local"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split(" ")[1][:-1] for line in lines if line.endswith(": started")]
+    assert len(names) == 4
+    for name in names:
+        started = lines.index(f"tiny-lora-demo {name}: started")
+        ended = next(i for i, line in enumerate(lines) if f"] {name}: launched" in line)
+        assert started < ended

@@ -71,6 +71,9 @@ class Work:
     git_sha: str | None = None
     pr: str | None = None
     parent_run_id: str | None = None
+    # told the trial name when a backend starts a trial it then waits for (a local
+    # process): a log shows when it started, not only when it ended
+    on_start: Callable[[str], None] | None = field(default=None, compare=False)
 
     @property
     def max_parallel(self) -> int:

@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -247,7 +247,8 @@ class LocalProcesses:
                            f"trial exited with {code} after {seconds:.0f} s, see {log}")
 
     def run(self, experiment: str, trials: Sequence[LocalTrial],
-            progress: Progress | None = None) -> list[TrialResult]:
+            progress: Progress | None = None,
+            on_start: Callable[[str], None] | None = None) -> list[TrialResult]:
         """Run the trials, at most ``max_parallel`` at a time, and wait for all of them."""
         results: dict[str, TrialResult] = {}
         queue = list(trials)
@@ -274,6 +275,8 @@ class LocalProcesses:
                         done(started)
                     else:
                         running.append(started)
+                        if on_start is not None:
+                            on_start(trial.name)
                 for item in [r for r in running if r.process.poll() is not None]:
                     running.remove(item)
                     done(self._finish(item))
@@ -426,7 +429,8 @@ class LocalBackend:
         if processes is None:
             processes = self._processes(work.resolved)
             processes.observe(work.resolved.name)
-        return processes.run(work.resolved.name, [u.payload for u in units], progress)
+        return processes.run(work.resolved.name, [u.payload for u in units], progress,
+                             on_start=work.on_start)
 
 
     # -- stopping -------------------------------------------------------------------------

@@ -31,6 +31,9 @@ class _Bar:
     def start(self, experiment: str, total: int) -> None:
         self.task = self.progress.add_task(experiment, total=total)
 
+    def started(self, trial: str) -> None:
+        return None  # the bar counts decided trials
+
     def advance(self, result: TrialResult) -> None:
         if self.task is not None:
             self.progress.advance(self.task)
@@ -39,7 +42,7 @@ class _Bar:
 class _Lines:
     """Plain lines for a log (stdout is not a terminal): rich's progress bar is transient
     and leaves nothing in a CI log, so each experiment says when it starts and each trial
-    when it is decided or ends (a local trial's line comes when its process exits)."""
+    when it is decided, starts and ends (a local trial's process is waited for)."""
 
     def __init__(self, console: Any) -> None:
         self.console = console
@@ -54,6 +57,9 @@ class _Lines:
     def start(self, experiment: str, total: int) -> None:
         self.experiment, self.total, self.done = experiment, total, 0
         self._print(f"{experiment}: {total} trial(s)")
+
+    def started(self, trial: str) -> None:
+        self._print(f"{self.experiment} {trial}: started")
 
     def advance(self, result: TrialResult) -> None:
         self.done += 1

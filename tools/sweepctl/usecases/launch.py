@@ -46,6 +46,7 @@ NOT_LAUNCHED = (Outcome.FAILED, Outcome.CHANGED, Outcome.HELD, Outcome.GAVE_UP)
 
 class LaunchProgress(Protocol):
     def start(self, experiment: str, total: int) -> None: ...
+    def started(self, trial: str) -> None: ...
     def advance(self, result: TrialResult) -> None: ...
 
 
@@ -366,6 +367,7 @@ def _launch_ready(workspace: Workspace, backend: Backend,
         if progress is not None:
             progress.start(resolved.name, len(resolved.trials))
         work = Work(resolved, git_sha=options.git_sha, pr=options.pr,
-                    parent_run_id=entry.parent_run_id)
+                    parent_run_id=entry.parent_run_id,
+                    on_start=progress.started if progress is not None else None)
         entry.results = reconcile(work, backend, index, observed.get(resolved.name, {}),
                                   advance)
