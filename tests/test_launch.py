@@ -513,3 +513,32 @@ def test_changed_since_picks_the_experiments_a_push_changed(git_repo: Path) -> N
     defaults.write_text(defaults.read_text() + "# a comment is a change too\n")
     assert changed_since([first, second], "HEAD") == [first, second]
     assert changed_since([first, second], "HEAD~1") == [first, second]
+
+
+def test_a_hard_killed_run_is_shown_stale_and_the_next_launch_restarts_the_trial(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """A pod killed before the runner could end its run leaves it RUNNING, and its Job
+    is gone (TTL, a deleted node): status must not say it runs forever, and launch creates
+    the trial again (the runner then adopts that same run)."""
+    from mlflow.tracking import MlflowClient
+    from sweepctl.workspace import Workspace
+
+    folder = make_experiment(tmp_path, "stale-running")
+    own_trial_ids(folder)
+    workspace = Workspace(shared_tracking=True, env_tracking_uri=store)
+    trial = workspace.resolve(workspace.load(folder)).trials[0]
+    client = MlflowClient(tracking_uri=store)
+    experiment_id = client.create_experiment("stale-running")
+    client.create_run(experiment_id, tags={
+        "sweepctl.trial_id": trial.trial_id, "sweepctl.role": "trial",
+        "sweepctl.experiment": "tiny-lora-demo", "sweepctl.trial": trial.name})
+    table = status(folder, backend="kubernetes", tracking_uri=store,
+                   settings=BackendSettings(kube_configuration=configuration_for_host(emu.url)))
+    row = next(r for r in table.rows if r.trial_id == trial.trial_id)
+    assert (row.backend, row.run_status) == ("-", "RUNNING (stale)")
+    report = launch([folder], options(emu, store))
+    assert outcomes(report)[trial.name] == Outcome.LAUNCHED
+    table = status(folder, backend="kubernetes", tracking_uri=store,
+                   settings=BackendSettings(kube_configuration=configuration_for_host(emu.url)))
+    row = next(r for r in table.rows if r.trial_id == trial.trial_id)
+    assert row.run_status == "RUNNING" and row.backend in ("pending", "suspended")

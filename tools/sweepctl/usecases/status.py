@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweepctl.backends import BackendSettings, info, open_backend
+from sweepctl.backends import BackendSettings, Observed, info, open_backend
 from sweepctl.clients.mlflow_store import RunRecord
 from sweepctl.usecases.adaptive import with_proposals
 from sweepctl.values import format_value
@@ -64,10 +64,19 @@ def live_progress(run: RunRecord, metric: str, now: float) -> LiveProgress:
     return LiveProgress(step, epoch, run.metrics.get("loss"), run.metrics.get(metric), eta)
 
 
-def _run_status(run: RunRecord | None) -> str:
+STALE = "RUNNING (stale)"   # no live Job/process: a hard kill; the next launch adopts it
+
+
+def _run_status(run: RunRecord | None, seen: Observed | None) -> str:
     if run is None:
         return "-"
-    return "cancelled" if run.cancelled else run.status
+    if run.cancelled:
+        return "cancelled"
+    if run.status == "RUNNING" and (seen is None or seen.phase in ("failed", "succeeded")):
+        # its pod or process was killed before the runner could end the run: nothing runs
+        # it, and launch (the scheduled reconcile) restarts the trial in this same run
+        return STALE
+    return run.status
 
 
 @dataclass
@@ -105,7 +114,7 @@ def status(folder: Path, *, backend: str, tracking_uri: str | None,
         report.rows.append(StatusRow(
             name=trial.name, trial_id=trial.trial_id, params=params or "(baseline)",
             backend=seen.phase if seen else "-",
-            run_status=_run_status(latest),
+            run_status=_run_status(latest, seen),
             objective=latest.metrics.get(metric) if latest else None,
             run_id=latest.run_id if latest else None,
             attempts=runs.attempts if runs is not None else 0,
