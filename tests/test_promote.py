@@ -184,3 +184,50 @@ def test_promote_without_results_is_a_usage_error_and_with_trial_needs_no_mlflow
     assert "MLflow not read" in captured.err
     assert "created experiments/tiny-next/" in captured.out
     assert "run `" not in (repo_copy / "experiments" / "tiny-next" / "notes.md").read_text()
+
+
+def test_promote_a_later_round_trial_of_a_tpe_search(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tpe search's best is often a round-2 trial, which is not in expand's trials (the
+    baseline and round 1): promote finds it among the trials proposed so far."""
+    import uuid
+
+    from mlflow.tracking import MlflowClient
+    from sweepctl.render.trainconfig import trial_tags
+    from sweepctl.runindex import RunIndex
+    from sweepctl.usecases.adaptive import next_round
+    from sweepctl.workspace import Workspace
+    from test_adaptive import finished_runs, make_tpe
+
+    name = f"tpe-promote-{uuid.uuid4().hex[:8]}"
+    folder = make_tpe(tmp_path, name, target=0.001)
+    (tmp_path / "schemas").symlink_to(REPO_ROOT / "schemas")
+    workspace = Workspace(env_tracking_uri=mlflow_server)
+    resolved = workspace.resolve(workspace.load(folder))
+    first = next_round(resolved, RunIndex("x"), {})
+    index = RunIndex.from_runs("x", finished_runs(resolved, first.trials, {}),
+                               experiment_ids={name: "1"})
+    trials = next_round(resolved, index, {}).trials  # the baseline, round 1 and round 2
+    later = trials[3]
+    assert later.round_number == 2 and later.trial_id not in resolved.trial_ids
+    client = MlflowClient(mlflow_server)
+    experiment_id = client.create_experiment(name)
+    runs = {}
+    for i, trial in enumerate(trials):
+        run = client.create_run(experiment_id, run_name=trial.name,
+                                tags=trial_tags(resolved.experiment, trial, None, None))
+        # the round-2 trial is the best
+        client.log_metric(run.info.run_id, "eval_loss", 0.3 if trial is later else 4.0 - i / 10)
+        client.set_terminated(run.info.run_id, "FINISHED")
+        runs[trial.trial_id] = run.info.run_id
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()  # mlflow prints "View run ..." when the test logs runs
+
+    assert main(["promote", str(folder), "--to", "tpe-next"]) == 0, capsys.readouterr().err
+    assert f"promoted {later.slug} of tiny-lora-demo, run {runs[later.trial_id]}" in (
+        capsys.readouterr().out)
+    promoted = load_experiment(tmp_path / "experiments" / "tpe-next")
+    assert promoted.baseline == {k: v for k, v in later.config.items() if k not in OWNED_KEYS}
+    assert main(["promote", str(folder), "--trial", later.slug, "--to", "tpe-next2"]) == 0

@@ -15,6 +15,7 @@ from sweepctl.errors import MlflowError, UsageError
 from sweepctl.results.compare import Comparison, Row
 from sweepctl.spec.promote import Source, find_trial, promote
 from sweepctl.sweep.trial import Trial
+from sweepctl.usecases.adaptive import with_proposals
 from sweepctl.usecases.compare import compare
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
@@ -46,6 +47,9 @@ def promote_trial(workspace: Workspace, resolved: ResolvedExperiment, new_name: 
     note = None
     try:
         comparison = compare(workspace, resolved)
+        # tpe: the trials proposed so far (compare's rows), not only expand's round 1
+        resolved = with_proposals(resolved,
+                                  workspace.run_index(resolved.require_tracking_uri()))
     except (MlflowError, UsageError) as exc:
         if trial_name is None:
             raise UsageError(f"no finished trial to promote yet ({exc}); "
