@@ -236,6 +236,11 @@ def test_a_forged_plan_is_rendered_by_sweepctl_and_inert(
     (lambda d: d["plans"][0]["budget"].update(gpu_hours="lots"), "gpu_hours must be a"),
     (lambda d: d["plans"].append(d["plans"][0]), "exactly one plan"),
     (lambda d: d.update(plans="<!-- sweepctl:report:x -->"), "exactly one plan"),
+    # JSON's non-standard Infinity/NaN (Python's json reads them): a value no plan holds
+    (lambda d: d["plans"][0]["trials"][1]["changes"].update(lora_rank=float("inf")),
+     "not a sweepctl plan"),
+    (lambda d: d["plans"][0]["baseline"].update(lora_rank=float("-inf")), "not a sweepctl plan"),
+    (lambda d: d["plans"][0]["objective"].update(target=float("nan")), "not a sweepctl plan"),
 ])
 def test_a_plan_json_that_is_not_a_plan_is_refused(
         github: GitHubStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str],
