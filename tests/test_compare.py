@@ -87,8 +87,8 @@ def test_failed_running_and_missing_trials_are_shown(
     assert [(r["trial"], r["status"]) for r in data["rows"]] == [
         ("baseline", "finished"), ("r16-a32", "failed"), ("r32-a64", "running"),
         ("r64-a128", "missing")]
-    assert data["counts"] == {"expected": 4, "finished": 1, "failed": 1, "running": 1,
-                              "missing": 1, "outside_sweep": 0}
+    assert data["counts"] == {"expected": 4, "finished": 1, "failed": 1, "cancelled": 0,
+                              "running": 1, "missing": 1, "outside_sweep": 0}
     assert data["verdict"] == "not_met"
     assert "1 of 4 trials finished, may still change" in data["verdict_text"]
     code, out, _ = compare(folder, mlflow_server, capsys, monkeypatch)
