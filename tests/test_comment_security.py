@@ -229,6 +229,27 @@ def test_a_forged_plan_is_rendered_by_sweepctl_and_inert(
     assert "<img" not in comment["body"] and "@admin" not in comment["body"]
 
 
+def test_a_forged_plans_notes_cannot_start_a_heading_or_a_list(
+        github: GitHubStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan's notes are free text of the artifact and each starts a list item of the
+    bot's comment: a leading '#', '-', '+' or '1.' would make a heading or a nested list."""
+    folder, _ = make_experiment(tmp_path)
+    path = plan_json(tmp_path, folder, capsys)
+    data = json.loads(path.read_text())
+    data["plans"][0]["search"] = {"trials": 3, "note": "# Approved by the security team"}
+    data["plans"][0]["dropped"] = 0
+    data["plans"][0]["base"] = {"ref": "main", "note": "- [x] reviewed", "new": 0,
+                                "unchanged": 0, "removed": []}
+    data["plans"][0]["reuse"] = {"reused": 0, "note": "1. step one"}
+    path.write_text(json.dumps(data))
+
+    assert main(["report", "--pr", "9", "--plan-json", str(path)]) == 0, capsys.readouterr().err
+    (comment,) = github.on(9)
+    lines = comment["body"].splitlines()
+    assert "- \\# Approved by the security team" in lines
+    assert "- \\- \\[x\\] reviewed" in lines and "- 1\\. step one" in lines
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d["plans"][0].update(experiment="../Evil"), "experiment must be like"),
     (lambda d: d["plans"][0]["trials"][0].update(name="a|b"), "name must be like"),
@@ -236,6 +257,11 @@ def test_a_forged_plan_is_rendered_by_sweepctl_and_inert(
     (lambda d: d["plans"][0]["budget"].update(gpu_hours="lots"), "gpu_hours must be a"),
     (lambda d: d["plans"].append(d["plans"][0]), "exactly one plan"),
     (lambda d: d.update(plans="<!-- sweepctl:report:x -->"), "exactly one plan"),
+    # JSON's non-standard Infinity/NaN (Python's json reads them): a value no plan holds
+    (lambda d: d["plans"][0]["trials"][1]["changes"].update(lora_rank=float("inf")),
+     "not a sweepctl plan"),
+    (lambda d: d["plans"][0]["baseline"].update(lora_rank=float("-inf")), "not a sweepctl plan"),
+    (lambda d: d["plans"][0]["objective"].update(target=float("nan")), "not a sweepctl plan"),
 ])
 def test_a_plan_json_that_is_not_a_plan_is_refused(
         github: GitHubStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -264,7 +290,8 @@ def test_markdown_deep_nesting_and_huge_files_are_no_plans(
     assert github.writes == []
 
 
-MARKUP = st.text(st.sampled_from(list("[]()!<>@#|*_`~$\\&:/.wgh-1a \n\u202e")), max_size=60)
+MARKUP = st.text(st.sampled_from(list("[]()!<>@#|*_`~$\\&:/.wgh-+1a )\n\u202e")),
+                 max_size=60)
 
 
 @given(st.one_of(MARKUP, st.text(max_size=60)))
@@ -272,6 +299,7 @@ def test_escaped_text_has_no_active_markup(text: str) -> None:
     shown = md_cell(text)
     unescaped = shown.replace("\\\\", "")
     assert "\n" not in shown and "\u202e" not in shown and not shown.lstrip().startswith(">")
+    assert re.match(r"[ \t]*(#|[-+]([ \t]|$)|\d+[.)]([ \t]|$))", shown) is None  # no block
     assert re.search(r"<[A-Za-z/!?]|<$|&[A-Za-z#]", re.sub(r"&(lt|gt|amp);", "", shown)) is None
     for char in "[]|*`~$":
         assert char not in unescaped.replace("\\" + char, "")

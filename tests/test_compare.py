@@ -295,6 +295,37 @@ def test_several_experiments_make_one_table_with_the_experiment_as_a_column(
     assert {row["experiment"] for row in data["rows"]} == set(data["experiments"])
 
 
+def test_several_experiments_escape_what_mlflow_says(
+        tmp_path: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table of several experiments is markdown too (pasted into a PR): a run outside
+    the sweep, logged by anyone who can write to MLflow, shows its name and params inert."""
+    from mlflow.entities import Metric, Param
+
+    ranks, _ = make_experiment(tmp_path)
+    make_experiment(tmp_path, source="learning-rate-ofat")
+    experiment, trials = trials_of(ranks)
+    client = MlflowClient(mlflow_server)
+    log_trial(client, experiment, trials[0], metrics=result(0.45, 100.0))
+    eid = client.get_experiment_by_name(experiment.mlflow_experiment).experiment_id
+    run = client.create_run(eid, tags={
+        mlflow_store.TAG_EXPERIMENT: experiment.name, mlflow_store.TAG_ROLE: "trial",
+        mlflow_store.TAG_TRIAL: "[x](https://evil.example) <img src=x> @admin",
+        mlflow_store.TAG_TRIAL_ID: "f00dfeed0001"})
+    client.log_batch(run.info.run_id, params=[Param("lora_rank", "**b** <b>hi</b>")],
+                     metrics=[Metric(k, v, 0, 3) for k, v in result(0.01, 5.0).items()])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    monkeypatch.chdir(tmp_path)
+
+    code, out, err = compare(Path("lora-rank-sweep"), mlflow_server, capsys, monkeypatch,
+                             "learning-rate-ofat")
+
+    assert code == 0, err
+    assert "](https://" not in out and "<img" not in out and "<b>" not in out
+    assert "@admin" not in out and "**b**" not in out
+    assert "\\[x\\]" in out and "&lt;img src=x>" in out
+
+
 @pytest.mark.parametrize(("uri", "local"), [
     ("sqlite:////repo/.sweepctl/mlflow.db", True), ("file:///tmp/mlruns", True),
     ("/tmp/mlruns", True), ("http://mlflow.mlflow.svc:5000", False),

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sweepctl.clients.notes_file import BEGIN, END, check_markers, safe_open_for_write, write_block
+from sweepctl.clients.notes_file import BEGIN, END, check_markers, write_block
 from sweepctl.errors import SpecError, SweepctlError
 
 # Backticks and ~~~ could put the markers inside a code fence or `code`, where they are
@@ -147,22 +147,3 @@ def test_a_notes_md_that_is_a_folder_or_in_a_symlinked_folder_is_refused(tmp_pat
     with pytest.raises(SweepctlError, match="linked is a symlink or not a folder"):
         write_block(tmp_path / "linked" / "notes.md", "results")
     assert list((tmp_path / "elsewhere").iterdir()) == []
-
-
-def test_safe_open_for_write_refuses_links_and_writes_regular_files(tmp_path: Path) -> None:
-    target = tmp_path / "target.png"
-    target.write_bytes(b"keep")
-    plots = tmp_path / "plots"
-    plots.mkdir()
-    (plots / "link.png").symlink_to(target)
-    os.link(target, plots / "hard.png")
-    for name, message in (("link.png", "is a symlink"), ("hard.png", "other hard links")):
-        with pytest.raises(SweepctlError, match=message):
-            safe_open_for_write(plots / name)
-    (tmp_path / "linked-plots").symlink_to(plots)
-    with pytest.raises(SweepctlError, match="is a symlink or not a folder"):
-        safe_open_for_write(tmp_path / "linked-plots" / "new.png")
-    assert target.read_bytes() == b"keep"
-    with safe_open_for_write(plots / "lora_rank.png") as handle:
-        handle.write(b"png")
-    assert (plots / "lora_rank.png").read_bytes() == b"png"

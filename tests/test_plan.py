@@ -219,12 +219,14 @@ def test_the_comment_starts_with_what_a_reviewer_judges(experiment_repo: Path) -
         "runtime:\n  local:\n    tracking_uri: http://mlflow.example.com:5000\n"
         "    max_parallel: 2\nwarnings:\n  ignore: [typical-range]\n"))
     body = render_markdown(build_plan(experiment_repo))  # no backend named: local
-    head = body.split("| #")[0]
-    assert "**Rank &lt;b&gt;sweep&lt;/b&gt; \\| [x](http://evil) @team**" in head
+    head = body.split("| \\#")[0]  # the table header (md_cell escapes a leading #)
+    joiner = "\u2060"  # breaks autolinks and mentions (renderers/escape.py)
+    assert (f"**Rank &lt;b>sweep&lt;/b> \\| \\[x\\](http:{joiner}//evil) @{joiner}team**"
+            in head)
     assert ("> **Hypothesis:** Higher rank lowers eval_loss, with diminishing returns past "
             "r=16.") in head
-    assert "- objective: minimize eval_loss, target &lt; 0.4" in head
-    assert ("- runtime override: local.tracking_uri = http://mlflow.example.com:5000\n"
+    assert "- objective: minimize eval_loss, target < 0.4" in head
+    assert (f"- runtime override: local.tracking_uri = http:{joiner}//mlflow.example.com:5000\n"
             "- runtime override: local.max_parallel = 2\n") in head
     assert "- warnings acknowledged (not shown by validate): typical-range" in head
     assert "<b>" not in body

@@ -8,7 +8,8 @@ the same folder + os.replace), and malformed markers stop the write with a
 No symlink is followed: a notes.md (or plot, or their folder) that is a symlink would
 read /proc/self/environ or .git/config into a file the scheduled report commits, or
 write outside the repository. It is refused and its target left untouched
-(lstat + O_NOFOLLOW); ``safe_open_for_write`` gives the plots writer the same guarantee.
+(lstat + O_NOFOLLOW); plots are written by ``results/pngfile.save_png``, which refuses
+a linked plots/ or plot the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import re
 import stat
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
 from sweepctl.errors import SpecError, SweepctlError
 
@@ -149,20 +149,6 @@ def read_text(path: Path) -> str:
         raise SweepctlError(f"cannot read {path}: {exc.strerror}") from exc
     with os.fdopen(fd, "rb") as handle:
         return handle.read().decode("utf-8", "surrogateescape")
-
-
-def safe_open_for_write(path: Path) -> BinaryIO:
-    """``path`` opened for writing (created or truncated) without following a symlink at
-    ``path`` or its folder: a plot named like an existing symlink is refused."""
-    found = refuse_links(path)
-    if found is not None and found.st_nlink > 1:  # truncating would write the other name too
-        raise SweepctlError(f"{path} has other hard links; refusing to overwrite it")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o666)
-    except OSError as exc:
-        raise SweepctlError(f"cannot write {path}: {exc.strerror}") from exc
-    return os.fdopen(fd, "wb")
 
 
 def check_markers(path: Path) -> None:

@@ -218,9 +218,6 @@ def _many_records(comparisons: Sequence[Comparison]) -> list[dict[str, Any]]:
     return records
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
 
 def render_many(comparisons: Sequence[Comparison], output_format: str) -> str:
     """Every experiment's rows in one table, the experiment as the first column, then
@@ -238,9 +235,12 @@ def render_many(comparisons: Sequence[Comparison], output_format: str) -> str:
 
     numeric = ("value", "train_loss", "train_runtime", "train_samples_per_second")
     headers = list(records[0]) if records else ["experiment", "trial"]
-    cells = [[_num(v) if k in numeric else ("" if v is None else _cell(format_value(v)))
+    # trial names and params of runs outside a sweep are whatever someone logged to MLflow
+    cells = [[_num(v) if k in numeric else ("" if v is None else md_cell(format_value(v)))
               for k, v in record.items()] for record in records]
-    verdicts = [f"- **{c.experiment}:** {c.verdict_text}" for c in comparisons]
-    table = str(tabulate(cells, headers, tablefmt="github", disable_numparse=True))
+    verdicts = [f"- **{md_cell(c.experiment)}:** {md_cell(c.verdict_text, limit=300)}"
+                for c in comparisons]
+    table = str(tabulate(cells, [md_cell(h) for h in headers], tablefmt="github",
+                         disable_numparse=True))
     return "\n\n".join([f"### {len(comparisons)} experiments", table,
                         "\n".join(verdicts)]) + "\n"

@@ -31,8 +31,21 @@ _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2
 _BREAK = re.compile(r"(?i)(?<=[@#])(?=\w)|(?<=:)(?=//)|(?<=\bwww)(?=\.)|(?<=\bgh)(?=-\d)")
 
 
-def _escape_char(text: str, at: int) -> str:
+# what starts a block when it opens a line (or a list item: the plan's notes are bullets):
+# an ATX heading, a bullet list or thematic break, an ordered list ("1." / "1)")
+_BLOCK_START = re.compile(r"[ \t]*(?:#|[-+](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$))")
+
+
+def _block_marker(text: str) -> int:
+    """The index of the character that would open a block (escaped), or -1."""
+    found = _BLOCK_START.match(text)
+    return -1 if found is None else found.end() - 1
+
+
+def _escape_char(text: str, at: int, marker: int) -> str:
     char = text[at]
+    if at == marker:
+        return "\\" + char
     if char == "_":
         # intraword underscores (eval_loss, lora_rank) never emphasize in GitHub markdown
         inner = 0 < at < len(text) - 1 and text[at - 1].isalnum() and text[at + 1].isalnum()
@@ -50,7 +63,8 @@ def md_cell(value: Any, limit: int | None = MAX_CELL) -> str:
     text = _INVISIBLE.sub(" ", value if isinstance(value, str) else str(value))
     if limit is not None and len(text) > limit:
         text = text[:limit - 1] + ELLIPSIS
-    escaped = "".join(_escape_char(text, at) for at in range(len(text)))
+    marker = _block_marker(text)
+    escaped = "".join(_escape_char(text, at, marker) for at in range(len(text)))
     return _BREAK.sub(JOINER, escaped)
 
 

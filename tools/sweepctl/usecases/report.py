@@ -189,8 +189,13 @@ def read_plan_json(path: Path) -> Plan:
         raise SweepctlError(f"cannot read {path}: {exc.strerror}") from exc
     if len(raw) > MAX_PLAN_JSON_BYTES:
         raise SweepctlError(f"{path}: over {MAX_PLAN_JSON_BYTES} bytes; not a sweepctl plan")
+    def non_finite(constant: str) -> float:
+        # Python's json reads NaN and Infinity, which no plan holds (validate refuses
+        # them in YAML); as a trial's value one would crash the renderer
+        raise ValueError(f"{constant} is not a JSON number")
+
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), parse_constant=non_finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SweepctlError(f"{path}: not JSON ({type(exc).__name__}); not a sweepctl "
                             "plan") from exc
