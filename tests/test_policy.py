@@ -65,9 +65,19 @@ def test_tracking_uri_and_repository_are_refused() -> None:
 
 
 def test_scheduling_knobs_are_allowed() -> None:
-    runtime = {"local": {"max_parallel": 4, "python": "/opt/py"},
+    runtime = {"local": {"max_parallel": 4},
                "kubernetes": {"gpus_per_trial": 8, "cpu": "16", "memory": "128Gi"}}
     assert _refusals(runtime) == []
+
+
+def test_the_local_program_and_store_are_not_scheduling_knobs() -> None:
+    """A merged experiment must not choose the program a local launch runs (a script in
+    the PR) or the host local trials send the machine's MLflow credentials to."""
+    runtime = {"local": {"python": "./evil.sh", "tracking_uri": "https://evil/mlflow"}}
+    assert _refusals(runtime) == [("runtime.local.python", "policy-override"),
+                                  ("runtime.local.tracking_uri", "policy-override")]
+    allowed = Policy(allow_overrides=("local.python", "local.tracking_uri"))
+    assert _refusals(runtime, allowed) == []
 
 
 def test_limits_on_gpus_queue_and_image() -> None:

@@ -37,7 +37,10 @@ from sweepctl.spec.yamlload import Document, Key, load_document
 
 WHERE = "(policy in experiments/defaults.yaml)"
 # What an experiment may override without the admin's say: where and how big, not who.
-SCHEDULING_KEYS = ("local", "kubernetes.gpus_per_trial", "kubernetes.queue",
+# local.python (the program every local launch runs) and local.tracking_uri (where local
+# trials send the machine's MLFLOW_TRACKING_* credentials) are not scheduling knobs: a
+# merged experiment could point them at a script in the PR or at another host
+SCHEDULING_KEYS = ("local.max_parallel", "kubernetes.gpus_per_trial", "kubernetes.queue",
                    "kubernetes.image", "kubernetes.cpu", "kubernetes.memory")
 RESERVED_TAG_PREFIXES = ("sweepctl.", "mlflow.")
 
