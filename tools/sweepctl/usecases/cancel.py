@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sweepctl.backends import BackendSettings, TrialResult, info, open_backend
+from sweepctl.backends import BackendSettings, Outcome, TrialResult, info, open_backend
 from sweepctl.errors import UsageError
 from sweepctl.runindex import RUNNING_STATES
 from sweepctl.workspace import ResolvedExperiment, Workspace
@@ -70,11 +70,15 @@ def _end_runs(workspace: Workspace, resolved: ResolvedExperiment, wanted: set[st
               report: CancelReport) -> None:
     """Tag the runs of the stopped trials; end KILLED those still RUNNING (read after the
     backend stopped them: a runner that ended its own run is not ended twice)."""
-    stopped = {r.trial_id for r in report.stopped}
+    stopped = {r.trial_id for r in report.stopped if r.outcome == Outcome.CANCELLED}
+    # the backend tried and failed to stop these (a delete refused, the API down): they
+    # still run, so their RUNNING run is live, not stale
+    still_running = {r.trial_id for r in report.stopped} - stopped
     index = workspace.run_index(resolved.tracking_uri or "")
     store = workspace.store(resolved.tracking_uri or "")
     for run in index.runs_of(resolved.experiment.mlflow_experiment, resolved.name):
-        chosen = wanted is None or bool({run.trial_id, run.trial_name} & wanted)
+        chosen = (wanted is None or bool({run.trial_id, run.trial_name} & wanted)) and (
+            run.trial_id not in still_running)
         running = run.status in RUNNING_STATES
         if not chosen or not (running or (run.trial_id in stopped and run.status == "KILLED")):
             continue
