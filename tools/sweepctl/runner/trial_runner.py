@@ -58,6 +58,7 @@ TAG_RESUMED = "sweepctl.resumed_from_step"
 TAG_OUTPUT = "sweepctl.output_dir"
 TAG_PRUNED = "sweepctl.pruned"
 TAG_PRUNED_DETAIL = "sweepctl.pruned_detail"
+TAG_CANCELLED = "sweepctl.cancelled"   # set by `sweepctl cancel` on the run it stopped
 MAX_PARAM_LENGTH = 500     # MLflow servers before 2.x cap param values at 500 characters
 MAX_TAG_LENGTH = 5000
 # LLaMA-Factory keys that also name a field of the model's config (the callback logs both)
@@ -235,8 +236,10 @@ def open_run(meta: dict[str, Any]) -> tuple[Any, str, int]:
     if previous is not None:
         run_id = previous.info.run_id
         attempt = int(previous.data.tags.get(TAG_ATTEMPT, "1")) + 1
-        # the last attempt's error and end are not this attempt's
-        for key in (TAG_STATUS_ERROR, TAG_END, TAG_EXIT):
+        # the last attempt's error, end and cancellation are not this attempt's (a
+        # cancelled trial that git still asks for is relaunched; killed again later, it
+        # must read KILLED, not "cancelled")
+        for key in (TAG_STATUS_ERROR, TAG_END, TAG_EXIT, TAG_CANCELLED):
             if key in previous.data.tags:
                 with contextlib.suppress(Exception):
                     client.delete_tag(run_id, key)
