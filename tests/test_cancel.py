@@ -189,3 +189,33 @@ def test_closing_the_terminal_stops_the_local_trials_and_names_them(
     assert "re-run `sweepctl launch` to resume them" in stderr
     assert _started(tmp_path, 2) == running
     assert {status for status, _ in _trial_runs(store, "hangup-local").values()} == {"KILLED"}
+
+
+def test_a_job_cancel_could_not_delete_keeps_its_run_running(
+        tmp_path: Path, emu: RunningEmulator, store: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the backend fails to stop a trial (no delete permission, the API down), the
+    trial still runs: its RUNNING run is live, not stale, and must not be ended KILLED
+    and shown "cancelled" while its pod keeps training."""
+    from mlflow.tracking import MlflowClient
+    from sweepctl.clients.kube_api import KubeApi, KubeForbidden
+
+    folder = make_experiment(tmp_path, "cancel-k8s")
+    assert launch([folder], options(emu, store)).ok
+    first = sorted(emu.objects("jobs", NAMESPACE))[0]
+    table = status(folder, backend="kubernetes", tracking_uri=store,
+                   settings=kube_settings(emu))
+    trial_id = next(r.trial_id for r in table.rows if r.name == first)
+    run_id = stale_run(store, folder, first, trial_id)   # its runner is training
+
+    def forbidden(self: KubeApi, namespace: str, kind: str, name: str) -> None:
+        raise KubeForbidden(f"delete {kind} {name}: forbidden (403)")
+
+    monkeypatch.setattr(KubeApi, "delete", forbidden)
+    report = cancel(folder, backend="kubernetes", trials=[first], tracking_uri=store,
+                    settings=kube_settings(emu))
+    assert [(r.name, r.outcome) for r in report.stopped] == [(first, Outcome.FAILED)]
+    assert first in emu.objects("jobs", NAMESPACE)
+    assert report.ended_runs == []
+    run = MlflowClient(tracking_uri=store).get_run(run_id)
+    assert run.info.status == "RUNNING" and "sweepctl.cancelled" not in run.data.tags

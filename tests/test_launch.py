@@ -542,3 +542,46 @@ def test_a_hard_killed_run_is_shown_stale_and_the_next_launch_restarts_the_trial
                    settings=BackendSettings(kube_configuration=configuration_for_host(emu.url)))
     row = next(r for r in table.rows if r.trial_id == trial.trial_id)
     assert row.run_status == "RUNNING" and row.backend in ("pending", "suspended")
+
+
+def test_a_rerun_after_a_crash_between_job_and_configmap_completes_the_trial(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """Job first, ConfigMap second: a launch that dies (or whose ConfigMap create fails)
+    between the two leaves a Job whose pod waits for its ConfigMap. The re-run sees the
+    Job ("already running") and must create the missing ConfigMap, owned by the Job, or
+    the pod waits in ContainerCreating forever; a suspended Job it releases gets its
+    ConfigMap too."""
+    import kmock
+    from sweepctl.clients.kube_api import KubeApi
+    from sweepctl.render.kubernetes import config_data_hash
+    from sweepctl.render.labels import ANNOTATION_CONFIG_HASH
+
+    folder = make_experiment(tmp_path, "half-created")
+    # the two Jobs patched Complete below have no FINISHED run: not a spent failure budget
+    own_trial_ids(folder, max_failed_trials=4)
+    assert launch([folder], options(emu, store)).ok   # max_parallel 2: two run, two wait
+    api = KubeApi(configuration_for_host(emu.url), retry=FAST_RETRY)
+    for name in emu.objects("configmaps", NAMESPACE):  # as if the launch died after Jobs
+        api.delete(NAMESPACE, "ConfigMap", name)
+    assert emu.objects("configmaps", NAMESPACE) == {}
+    jobs = emu.objects("jobs", NAMESPACE)
+    active = sorted(n for n, j in jobs.items() if not j["spec"].get("suspend"))
+    waiting = sorted(n for n, j in jobs.items() if j["spec"].get("suspend"))
+
+    again = launch([folder], options(emu, store))
+    assert again.ok and set(outcomes(again).values()) == {Outcome.RUNNING}
+    maps = emu.objects("configmaps", NAMESPACE)
+    assert sorted(maps) == active
+    for name in active:   # the one the Job's pod checks at start (kmock sets no uid to own)
+        assert config_data_hash(maps[name]) == \
+            jobs[name]["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH]
+
+    for name in active:  # both finish: the next launch releases the waiting two
+        emu.emulator.objects[kmock.resource("batch/v1/jobs"), NAMESPACE, name].patch(
+            {"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    released = outcomes(launch([folder], options(emu, store)))
+    assert {released[name] for name in waiting} == {Outcome.RUNNING}
+    jobs = emu.objects("jobs", NAMESPACE)
+    assert not any(jobs[name]["spec"].get("suspend") for name in waiting)
+    assert sorted(emu.objects("configmaps", NAMESPACE)) == sorted(active + waiting)
+    assert emu.creates("jobs") == 4

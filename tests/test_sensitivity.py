@@ -149,3 +149,48 @@ def test_a_symlink_planted_as_a_plot_is_refused_not_followed(tmp_path: Path) -> 
     with pytest.raises(SweepctlError, match="symlink is refused"):
         write_plots(comparison, sensitivity(comparison), plots)
     assert target.read_text(encoding="utf-8") == "keep"
+
+
+def test_a_random_sweep_plots_every_parameter_drawn_together() -> None:
+    # random and tpe change every key in every trial, each draw's values unique: the
+    # rows alone cannot tell a second drawn parameter from a derived one, and it was
+    # dropped as a "follower" of the first (no table rows, no plot)
+    base = {"learning_rate": 1e-3, "lora_dropout": 0.0, "seed": 42}
+    draws = [(2.1e-4, 0.07), (6.3e-4, 0.31), (3.3e-3, 0.12), (8.8e-3, 0.24)]
+    trials = [Trial(0, "baseline", {}, base, "t0", "x-t0")]
+    runs = [RunRecord("run-t0", "FINISHED", "t0", None, metrics={"eval_loss": 6.0})]
+    for index, (rate, dropout) in enumerate(draws, 1):
+        point = {"learning_rate": rate, "lora_dropout": dropout}
+        trials.append(Trial(index, f"p{index}", point, {**base, **point}, f"t{index}",
+                            f"x-t{index}"))
+        runs.append(RunRecord(f"run-t{index}", "FINISHED", f"t{index}", None,
+                              metrics={"eval_loss": 6.0 - index / 10}))
+    comparison = build_comparison("random", trials, runs, Objective("eval_loss", "minimize"),
+                                  derived=frozenset())
+    table = sensitivity(comparison)
+    assert sorted(table) == ["learning_rate", "lora_dropout"]
+    assert [p.value for p in table["lora_dropout"]] == [0.0, 0.07, 0.12, 0.24, 0.31]
+
+
+def test_compare_of_a_random_sweep_keeps_both_drawn_parameters(
+        tmp_path: Path, mlflow_server: str) -> None:
+    from mlflow.tracking import MlflowClient
+    from mlflow_runs import log_trial, make_experiment, result, trials_of
+    from sweepctl.usecases.compare import compare
+    from sweepctl.workspace import Workspace
+
+    sweep = ("strategy: random\nparameters:\n"
+             "  learning_rate: {distribution: log_uniform, low: 1.0e-4, high: 1.0e-2}\n"
+             "  lora_dropout: {distribution: uniform, low: 0.0, high: 0.3}\n"
+             "trials: 4\nseed: 7\nreplicates: 1\nmax_parallel: 1\n")
+    folder, _ = make_experiment(tmp_path, sweep, max_trials=10)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    for i, trial in enumerate(trials):
+        log_trial(client, experiment, trial, metrics=result(0.5 - i / 100, 100.0))
+    workspace = Workspace(env_tracking_uri=mlflow_server)
+    comparison = compare(workspace, workspace.resolve(workspace.load(folder)))
+    assert comparison.varied == ("learning_rate", "lora_dropout")
+    table = sensitivity(comparison)
+    assert sorted(table) == ["learning_rate", "lora_dropout"]
+    assert sum(p.count for p in table["lora_dropout"]) == 5

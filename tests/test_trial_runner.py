@@ -368,3 +368,32 @@ def test_ending_the_run_survives_a_blip_and_admits_a_longer_outage(
     outage = _FlakyMlflow(failures=99)
     assert not trial_runner.end_run(outage, None, "run1", "FINISHED", attempts=3)
     assert outage.ended == []
+
+
+def test_a_relaunched_cancelled_run_is_no_longer_tagged_cancelled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sweepctl cancel` tags the run it ends KILLED; the next launch (git still asks for
+    the trial) reopens that run. This attempt was not cancelled: if it is killed later
+    (a Ctrl-C, a hard kill) status and the comment must say KILLED, not "cancelled"."""
+    from mlflow.tracking import MlflowClient
+    from sweepctl.runner import trial_runner
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    client = MlflowClient(store)
+    experiment_id = client.create_experiment("cancel-then-relaunch")
+    tags = {mlflow_store.TAG_TRIAL_ID: "t1", mlflow_store.TAG_ROLE: "trial",
+            mlflow_store.TAG_EXPERIMENT: "e"}
+    run = client.create_run(experiment_id, run_name="e-t1",
+                            tags={**tags, mlflow_store.TAG_ATTEMPT: "1"})
+    store_api = mlflow_store.MlflowStore(store)
+    store_api.mark_cancelled(run.info.run_id, end=True)
+    [cancelled] = mlflow_store.trial_runs(store, "cancel-then-relaunch", "e")
+    assert cancelled.cancelled
+
+    _, run_id, attempt = trial_runner.open_run(
+        {"mlflow_experiment": "cancel-then-relaunch", "run_name": "e-t1", "tags": tags})
+    assert (run_id, attempt) == (run.info.run_id, 2)
+    client.set_terminated(run_id, status="KILLED")   # this attempt killed, not cancelled
+    [again] = mlflow_store.trial_runs(store, "cancel-then-relaunch", "e")
+    assert again.status == "KILLED" and not again.cancelled

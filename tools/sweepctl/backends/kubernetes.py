@@ -48,7 +48,7 @@ from sweepctl.backends import (
     Work,
     trials_in_git,
 )
-from sweepctl.clients.kube_api import KubeApi, KubeConflict, RetryPolicy
+from sweepctl.clients.kube_api import KubeApi, KubeConflict, KubeNotFound, RetryPolicy
 from sweepctl.clients.mlflow_store import safe_uri
 from sweepctl.errors import KubernetesError
 from sweepctl.render.kubernetes import config_data_hash, owned_by
@@ -105,6 +105,11 @@ def _observed(job: Mapping[str, Any]) -> Observed | None:
                     detail=_condition_text(job))
 
 
+def _ready(job: Mapping[str, Any]) -> bool:
+    """A pod of the Job is Ready: its containers run, so its volumes were mounted."""
+    return bool((job.get("status") or {}).get("ready"))
+
+
 def _config_hash(job: Mapping[str, Any]) -> str | None:
     template = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
     value = (template.get("annotations") or {}).get(ANNOTATION_CONFIG_HASH)
@@ -145,6 +150,9 @@ class KubernetesBackend:
         # namespace -> every sweepctl Job, listed by prune for the observe that follows
         # (taken once: a later observe lists again and sees what this command created)
         self._listed: dict[str, list[dict[str, Any]]] = {}
+        # (namespace, name) -> the Job as last listed: submit completes a kept Job whose
+        # owned objects a crashed launch never created (it needs the Job's uid)
+        self._seen: dict[tuple[str, str], dict[str, Any]] = {}
 
     @property
     def requests(self) -> int:
@@ -165,9 +173,12 @@ class KubernetesBackend:
             listed = list(self.api.list_jobs(namespace, selector))
         # filter again: a server (or kmock) that ignores labelSelector must not make
         # another sweep's Jobs look like ours
-        return [job for job in listed
+        jobs = [job for job in listed
                 if ((job.get("metadata") or {}).get("labels") or {}).get(LABEL_EXPERIMENT)
                 in wanted]
+        for job in jobs:
+            self._seen[(namespace, str((job.get("metadata") or {}).get("name")))] = job
+        return jobs
 
     def observe_in(self, namespace: str, experiments: Collection[str]
                    ) -> dict[str, dict[str, Observed]]:
@@ -311,11 +322,16 @@ class KubernetesBackend:
         queue = runtime.queue
         slots = max(0, work.max_parallel - sum(1 for o in observed.values()
                                                if o.phase in ACTIVE))
+        to_resume: list[str] = []
         if queue is None and slots and not hold:
             kept = {u.trial_id for u in keep}
             waiting = sorted(o.name for o in observed.values()
                              if o.phase == "suspended" and o.trial_id in kept)
             to_resume = waiting[:slots]
+        repaired = self._complete(runtime.namespace, keep, observed, set(to_resume))
+        broken = {r.name for r in repaired}
+        to_resume = [name for name in to_resume if name not in broken]
+        if to_resume:
             slots -= len(to_resume) - len(self.resume(runtime.namespace, to_resume))
         prepared: list[Unit] = []
         for unit in units:
@@ -325,7 +341,58 @@ class KubernetesBackend:
             manifests = [with_queue(m, queue, suspend) if m.get("kind") == "Job" else dict(m)
                          for m in unit.payload]
             prepared.append(Unit(unit.trial, unit.spec_hash, manifests))
-        return self.apply(runtime.namespace, prepared, progress)
+        return [*repaired, *self.apply(runtime.namespace, prepared, progress)]
+
+    def _complete(self, namespace: str, keep: Sequence[Unit],
+                  observed: Mapping[str, Observed], releasing: Collection[str]
+                  ) -> list[TrialResult]:
+        """Create the owned objects (ConfigMap, Service) of kept Jobs whose pods cannot
+        have started without them: a launch that died between the Job and its ConfigMap
+        left a pod waiting in ContainerCreating, and the re-run sees the Job and creates
+        nothing else. Checked for the Jobs not yet ready and those about to be released
+        (a 409 and a read each when the objects are there); the failures, FAILED."""
+        failed: list[TrialResult] = []
+        for unit in keep:
+            seen = observed.get(unit.trial_id)
+            job = self._seen.get((namespace, unit.name))
+            if seen is None or job is None or not (
+                    seen.name in releasing or (seen.phase in ACTIVE and not _ready(job))):
+                continue
+            result = self._ensure_owned(namespace, unit, job)
+            if result is not None:
+                failed.append(result)
+        return failed
+
+    def _ensure_owned(self, namespace: str, unit: Unit, job: Mapping[str, Any]
+                      ) -> TrialResult | None:
+        *owned, _ = unit.payload
+        uid = str((job.get("metadata") or {}).get("uid") or "")
+        expected = _config_hash(job)
+        try:
+            for manifest in owned:
+                if manifest.get("kind") == "ConfigMap" and expected and \
+                        config_data_hash(manifest) != expected:
+                    # rendered for another commit or parent run than the Job's pod expects:
+                    # only an existing one of the Job's own can serve
+                    existing = self.api.read(namespace, "ConfigMap", manifest["metadata"]["name"])
+                    if config_data_hash(existing) == expected:
+                        continue
+                    return self._unrecoverable(namespace, unit, "its content differs")
+                foreign = self._create_owned(namespace, unit, manifest, uid, expected)
+                if foreign is not None:
+                    return foreign
+        except KubeNotFound:
+            return self._unrecoverable(namespace, unit, "it is missing")
+        except KubernetesError as exc:
+            return TrialResult(unit.trial_id, unit.name, Outcome.FAILED, str(exc.args[0]))
+        return None
+
+    def _unrecoverable(self, namespace: str, unit: Unit, why: str) -> TrialResult:
+        return TrialResult(unit.trial_id, unit.name, Outcome.FAILED,
+                           f"Job {unit.name} cannot start: its ConfigMap cannot be rebuilt "
+                           f"for it ({why}, and the Job was created at another commit); "
+                           f"delete the Job (kubectl delete job {unit.name} -n {namespace}) "
+                           "and launch again")
 
     def apply(self, namespace: str, units: Sequence[Unit], progress: Progress | None = None
               ) -> list[TrialResult]:

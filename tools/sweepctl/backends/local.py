@@ -49,6 +49,9 @@ from sweepctl.backends import (
 POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = 30.0
 CANCELLED_MARK = "cancelled"
+# a trial stopped by Ctrl-C / SIGHUP of its launcher: resumed by the next launch, and not
+# a failure (it must not spend budget.max_failed_trials and hold the trials never started)
+INTERRUPTED_MARK = "interrupted"
 CANCEL_REQUEST = "cancel.json"  # in the experiment's runs folder: for a launcher's queue
 
 
@@ -204,6 +207,7 @@ class LocalProcesses:
                                "another sweepctl process ran it since this launch looked")
         (folder / "exit_code").unlink(missing_ok=True)
         (folder / CANCELLED_MARK).unlink(missing_ok=True)
+        (folder / INTERRUPTED_MARK).unlink(missing_ok=True)
         config_path = folder / "train.yaml"
         meta_path = folder / "meta.json"
         config_path.write_text(yaml.safe_dump(dict(trial.train_config), sort_keys=False))
@@ -313,12 +317,14 @@ class LocalProcesses:
             except subprocess.TimeoutExpired:
                 item.process.kill()
                 item.process.wait()
+            (item.folder / INTERRUPTED_MARK).write_text("")
             self._finish(item)
 
 
 def _phase(folder: Path) -> str | None:
-    """running | succeeded | failed | cancelled; None: nothing holds the claim and no
-    exit code was written (launcher and runner died), so the trial is simply re-run."""
+    """running | succeeded | failed | cancelled | interrupted; None: nothing holds the
+    claim and no exit code was written (launcher and runner died), so the trial is simply
+    re-run."""
     code = _read_int(folder / "exit_code")
     if _claimed(folder):
         return "running"
@@ -326,6 +332,8 @@ def _phase(folder: Path) -> str | None:
         return "succeeded"
     if (folder / CANCELLED_MARK).exists():
         return "cancelled"
+    if (folder / INTERRUPTED_MARK).exists():
+        return "interrupted"
     return None if code is None else "failed"
 
 

@@ -76,6 +76,9 @@ class Comparison:
     counts: Mapping[str, int] = field(default_factory=dict)
     tracking_uri: str | None = None
     runtime_note: str | None = None      # why runtime could not call the sweet spot
+    # the keys the sweep derives (its ``derived:``), which get no sensitivity of their own;
+    # None when the caller does not know the spec (then they are inferred from the rows)
+    derived: frozenset[str] | None = None
 
     @property
     def expected(self) -> int:
@@ -243,11 +246,13 @@ def _verdict(best: Row | None, objective: Objective, metric: str,
 def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[RunRecord],
                      objective: Objective, tolerance: float = DEFAULT_TOLERANCE,
                      tracking_uri: str | None = None,
-                     default_host: str | None = None) -> Comparison:
+                     default_host: str | None = None,
+                     derived: frozenset[str] | None = None) -> Comparison:
     """Join expected trials with their runs (by trial id, then by trial name) into rows.
 
     ``default_host`` is the host of a run without a ``sweepctl.host`` tag (the local
     backend: this machine), so overlapping local runs count as measured under contention.
+    ``derived`` is the sweep's derived keys (see ``Comparison.derived``).
     """
     by_id: dict[str, list[RunRecord]] = {}
     for run in runs:
@@ -308,5 +313,5 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
         target=objective.target, tolerance=tolerance, varied=varied, rows=tuple(rows),
         best=best, sweet_spot=spot.row, verdict=verdict,
         verdict_text=verdict_text, counts=counts, tracking_uri=tracking_uri,
-        runtime_note=spot.note,
+        runtime_note=spot.note, derived=derived,
     )

@@ -10,8 +10,10 @@ Which runs a parameter's points use depends on the sweep's shape (issue 13 item 
 
 A key that follows another (a derived ``lora_alpha: 2 * lora_rank``: it changes exactly
 when an earlier key changes, and its value is a function of that key's) is no parameter
-of its own: it gets no table rows and no plot. Both are read from the rows themselves,
-so the comparison needs no knowledge of the sweep spec.
+of its own: it gets no table rows and no plot. Which keys are derived comes from the
+sweep spec (``Comparison.derived``, set by compare): from the rows alone, a random or
+tpe sweep's second parameter (drawn with the first in every trial, each value unique)
+would look derived. Without the spec it is inferred from the rows; the shape always is.
 """
 
 from __future__ import annotations
@@ -54,9 +56,14 @@ def _changed(row: Row, baseline: Row) -> frozenset[str]:
 def followers(comparison: Comparison) -> frozenset[str]:
     """Varied keys that follow an earlier varied key (derived from it): no plot of their own.
 
-    ``b`` follows ``a`` when, over the sweep's rows, ``b`` changes vs the baseline exactly
-    when ``a`` does and each value of ``a`` comes with one value of ``b``.
+    The sweep's ``derived`` keys when the comparison knows them; else inferred: ``b``
+    follows ``a`` when, over the sweep's rows, ``b`` changes vs the baseline exactly when
+    ``a`` does and each value of ``a`` comes with one value of ``b``.
     """
+    if comparison.derived is not None:
+        # the spec says: random and tpe change every key in every trial with values of
+        # their own, which the rows cannot tell from a derived key
+        return frozenset(k for k in comparison.varied if k in comparison.derived)
     rows = [row for row in comparison.rows if row.in_sweep]
     baseline = comparison.baseline
     if baseline is None:

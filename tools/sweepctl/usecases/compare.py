@@ -45,9 +45,11 @@ def compare(workspace: Workspace, resolved: ResolvedExperiment, *, metric: str |
     runs = index.runs_for(resolved.experiment.mlflow_experiment, resolved.name,
                           resolved.trial_ids)
     host = LOCAL_HOST if is_local_store(uri) else None
+    derived = frozenset(str(k) for k in resolved.experiment.sweep.get("derived") or {})
     return with_search_verdict(build_comparison(resolved.name, resolved.trials, runs,
                                                 objective_for(resolved, metric, goal),
-                                                tolerance, uri, host), resolved, index)
+                                                tolerance, uri, host, derived),
+                               resolved, index)
 
 
 def compare_many(workspace: Workspace, folders: Sequence[Path], *, metric: str | None = None,
