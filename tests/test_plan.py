@@ -218,6 +218,10 @@ def test_the_comment_starts_with_what_a_reviewer_judges(experiment_repo: Path) -
     spec.write_text(text + (
         "runtime:\n  local:\n    tracking_uri: http://mlflow.example.com:5000\n"
         "    max_parallel: 2\nwarnings:\n  ignore: [typical-range]\n"))
+    # local.tracking_uri is no scheduling knob: only a policy that names it lets it through
+    defaults = experiment_repo.parent / "defaults.yaml"
+    defaults.write_text(defaults.read_text()
+                        + "policy:\n  allow_overrides: [local.tracking_uri]\n")
     body = render_markdown(build_plan(experiment_repo))  # no backend named: local
     head = body.split("| \\#")[0]  # the table header (md_cell escapes a leading #)
     joiner = "\u2060"  # breaks autolinks and mentions (renderers/escape.py)
