@@ -22,8 +22,9 @@ JOINER = "\u2060"
 _ALWAYS = {"\\": "\\\\", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]", "~": "\\~",
            "$": "\\$", "|": "\\|"}
 # `<` starts a tag or an autolink only before a letter, / ! or ?; `&` an entity only before
-# a letter or #; `>` a quote only at the start of a line. "loss < 0.4" stays readable.
-_OPENS_MARKUP = {"<": re.compile(r"[A-Za-z/!?]"), "&": re.compile(r"[A-Za-z#]")}
+# a letter or #; each is escaped before another `<` or `&` too, so no run of them can
+# regroup into one once the other is an entity. `>` quotes only at a line's start.
+_OPENS_MARKUP = {"<": re.compile(r"[A-Za-z/!?&<]"), "&": re.compile(r"[A-Za-z#&<]")}
 _ENTITY = {"<": "&lt;", "&": "&amp;", ">": "&gt;"}
 # C0/C1 controls, line and paragraph separators, bidirectional overrides (Trojan Source)
 _INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
