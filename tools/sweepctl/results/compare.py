@@ -243,6 +243,21 @@ def _verdict(best: Row | None, objective: Objective, metric: str,
     return "not_met", f"target not met: {value}, target {sign} {objective.target:g}{tail}"
 
 
+def _counts(rows: Sequence[Row]) -> dict[str, int]:
+    """Trial states over the sweep's rows (replicates each count), and the runs outside."""
+    swept = [r for r in rows if r.in_sweep]
+    states = [state for row in swept for state in row.statuses]
+    return {
+        "expected": len(states),
+        "finished": states.count("finished"),
+        "failed": states.count("failed") + states.count("killed"),
+        "cancelled": states.count("cancelled"),
+        "running": states.count("running"),
+        "missing": states.count("missing"),
+        "outside_sweep": len(rows) - len(swept),
+    }
+
+
 def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[RunRecord],
                      objective: Objective, tolerance: float = DEFAULT_TOLERANCE,
                      tracking_uri: str | None = None,
@@ -294,17 +309,7 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
                                in_sweep=False))
     baseline = next((r for r in rows if r.is_baseline and r.objective is not None), None)
     rows = [_with_deltas(row, baseline) for row in rows]
-    swept = [r for r in rows if r.in_sweep]
-    states = [state for row in swept for state in row.statuses]
-    counts = {
-        "expected": len(states),
-        "finished": states.count("finished"),
-        "failed": states.count("failed") + states.count("killed"),
-        "cancelled": states.count("cancelled"),
-        "running": states.count("running"),
-        "missing": states.count("missing"),
-        "outside_sweep": len(rows) - len(swept),
-    }
+    counts = _counts(rows)
     best = pick_best(rows, objective)
     verdict, verdict_text = _verdict(best, objective, objective.metric, counts)
     spot = robust_sweet_spot(rows, best, tolerance, contended_runs(runs, default_host))

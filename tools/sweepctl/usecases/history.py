@@ -1,18 +1,5 @@
-"""The audit trail of one experiment, read from git (`sweepctl history`).
-
-Every commit that touched the experiment's folder becomes an entry: who, when, which
-PR, which files, and, for each YAML file that existed before and after, which keys
-changed and how (nested keys dotted, lists compared whole). Commits made by sweepctl's
-workflows carry trailers; they mark launches and results:
-
-- ``Sweepctl-Experiment: <name>``: the commit is about this experiment (report.yml's
-  notes.md commits carry it); such a commit is listed even if it touched no file of
-  the folder (e.g. an empty commit recording a launch).
-- ``Sweepctl-Launch: <what>``: a launch was recorded (e.g. ``6 trials, run <url>``).
-- ``Sweepctl-Result: <what>``: results were written (e.g. ``notes.md``).
-
-Any other ``Sweepctl-*`` trailer is kept and shown as is.
-"""
+"""`sweepctl history`: walk git for one experiment's commits and build its ``History``
+(the entries, trailers and key changes are described in ``results.history``)."""
 
 from __future__ import annotations
 
