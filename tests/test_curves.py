@@ -133,3 +133,52 @@ def test_report_notes_writes_the_curves_from_mlflow_and_links_them(
     assert image.imread(png).shape[1] == 1000  # two panels of 5 inches at 100 dpi
     notes = (folder / "notes.md").read_text()
     assert f"(plots/{CURVES_FILE})" in notes
+
+
+def test_the_curves_are_drawn_again_only_when_their_runs_change(
+        tmp_path: Path, mlflow_server: str) -> None:
+    """The hourly report of every experiment: an experiment whose finished runs are the
+    same costs no history request and leaves its PNG byte for byte."""
+    from mlflow.tracking import MlflowClient
+    from mlflow_runs import log_trial, make_experiment, result, trials_of
+    from sweepctl.usecases.report import ReportRequest, report
+    from sweepctl.workspace import Workspace
+
+    folder, _ = make_experiment(tmp_path)
+    experiment, trials = trials_of(folder)
+    client = MlflowClient(mlflow_server)
+    for trial, ev in zip(trials[:2], (0.45, 0.39), strict=True):
+        log_trial(client, experiment, trial, metrics=result(ev, 10.0))
+
+    def again() -> tuple[int, bytes]:
+        workspace = Workspace(env_tracking_uri=mlflow_server)
+        assert report(workspace, [folder], ReportRequest(notes=True), None).ok
+        return (workspace.mlflow_calls("get_metric_history"),
+                (folder / "plots" / CURVES_FILE).read_bytes())
+
+    first_calls, first_png = again()
+    assert first_calls == 4                       # 2 runs x (loss, eval_loss)
+    calls, png = again()
+    assert calls == 0 and png == first_png
+    log_trial(client, experiment, trials[2], metrics=result(0.41, 10.0))
+    calls, png = again()
+    assert calls == 6 and png != first_png        # a third run: drawn again
+    (folder / "plots" / CURVES_FILE).write_bytes(first_png)  # a PR put back an old one
+    assert again()[0] == 6
+
+
+def test_the_source_key_is_read_back_only_from_a_real_png(tmp_path: Path) -> None:
+    from sweepctl.results.curves import drawn_from, source_key
+
+    key = source_key({"baseline": "r1"}, ["loss"])
+    assert write_curves("exp", HISTORIES, "eval_loss", tmp_path, key=key) is not None
+    assert drawn_from(tmp_path) == key
+    assert key != source_key({"baseline": "r2"}, ["loss"])
+    (tmp_path / "elsewhere.png").write_bytes((tmp_path / CURVES_FILE).read_bytes())
+    (tmp_path / CURVES_FILE).unlink()
+    assert drawn_from(tmp_path) is None
+    (tmp_path / CURVES_FILE).symlink_to(tmp_path / "elsewhere.png")
+    assert drawn_from(tmp_path) is None           # a symlink is not followed
+    (tmp_path / CURVES_FILE).unlink()
+    (tmp_path / CURVES_FILE).write_text("not a png")
+    assert drawn_from(tmp_path) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from mlflow_runs import log_trial, make_experiment, result, trials_of
 from sweepctl.backends import Outcome
-from sweepctl.clients.mlflow_store import RunRecord
-from sweepctl.runindex import RunIndex, scan
+from sweepctl.clients.mlflow_store import MlflowStore, RunRecord
+from sweepctl.runindex import RunIndex, scan, scan_cached
 from sweepctl.usecases.launch import LaunchOptions, launch
 from sweepctl.usecases.plan import build_plans
 from sweepctl.workspace import Workspace
@@ -125,3 +126,122 @@ def test_reuse_crosses_mlflow_experiments(tmp_path: Path, mlflow_server: str) ->
     assert outcomes[trials[0].trial_id] == (Outcome.REUSED, f"run {run_id}")
     [plan] = build_plans(Workspace(env_tracking_uri=mlflow_server), [second])
     assert plan.reused == 1 and plan.trials[0].reused_run == run_id
+
+
+# -- the index kept between commands (runindex.scan_cached) -------------------------------
+
+HOUR = 3_600_000
+
+
+def _run(client: MlflowClient, experiment_id: str, experiment: str, trial_id: str,
+         status: str, start: int) -> str:
+    run = client.create_run(experiment_id, start_time=start, tags={
+        "sweepctl.experiment": experiment, "sweepctl.trial": f"{experiment}-{trial_id}",
+        "sweepctl.trial_id": trial_id, "sweepctl.role": "trial"})
+    if status not in ("RUNNING", "SCHEDULED"):
+        client.set_terminated(run.info.run_id, status=status, end_time=start + 60_000)
+    return str(run.info.run_id)
+
+
+def _shape(index: RunIndex) -> dict[str, list[tuple[str, str]]]:
+    return {tid: [(r.run_id, r.status) for r in runs.runs]
+            for tid, runs in sorted(index.trials.items())}
+
+
+@pytest.fixture
+def aged_store(tmp_path: Path) -> tuple[MlflowClient, MlflowStore, str, int]:
+    """A store of its own (so the counts are this test's) whose runs all started three
+    hours before ``t0``, the time of the first scan."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("team/sweep")
+    return client, MlflowStore(uri), experiment_id, int(time.time() * 1000)
+
+
+def test_a_kept_index_reads_only_what_changed_and_agrees_with_a_full_scan(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    client, store, eid, t0 = aged_store
+    old = t0 - 3 * HOUR
+    history = [_run(client, eid, "sweep", f"old{i}", "FINISHED", old) for i in range(30)]
+    stale = _run(client, eid, "sweep", "old-stale", "RUNNING", old)
+    done = _run(client, eid, "sweep", "t0", "FINISHED", old)
+    failed = _run(client, eid, "sweep", "t1", "FAILED", old)
+    running = _run(client, eid, "sweep", "t2", "RUNNING", old)
+    in_git = {"t0", "t1", "t2"}
+    first, snapshot = scan_cached(store, None, now=t0, in_scope=in_git)
+    assert first.source == "full" and first.runs_read == 34
+    assert _shape(first) == _shape(scan(store))
+
+    later = t0 + 5 * 60_000
+    client.set_terminated(running, status="FINISHED", end_time=later)  # ended since
+    client.update_run(failed, status="RUNNING")       # a runner adopted the failed run
+    client.delete_run(done)                           # someone deleted the finished one
+    client.set_terminated(stale, status="KILLED", end_time=later)
+    new = _run(client, eid, "sweep", "old-new", "FINISHED", later)
+    second, _ = scan_cached(store, snapshot, now=t0 + 15 * 60_000, in_scope=in_git)
+
+    assert second.source == "cached"
+    assert _shape(second) == _shape(scan(store))      # the same index a full scan reads
+    assert second.latest("t1").status == "RUNNING"
+    assert second.finished("t0") is None and second.latest("t2").status == "FINISHED"
+    assert second.latest("old-new").run_id == new
+    assert second.latest("old-stale").status == "KILLED"
+    # the 30 untouched history runs were not read again: what changed (the run that
+    # ended, the new one twice: started and ended, the stale one) and the in-git runs
+    assert second.runs_read <= 8 < len(history)
+
+
+def test_a_run_whose_pod_clock_is_behind_is_still_found(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    client, store, eid, t0 = aged_store
+    _run(client, eid, "sweep", "old0", "FINISHED", t0 - 3 * HOUR)
+    _, snapshot = scan_cached(store, None, now=t0)
+    # started after the scan, by a clock 40 minutes behind ours
+    late = _run(client, eid, "sweep", "t9", "FINISHED", t0 - 40 * 60_000)
+    index, _ = scan_cached(store, snapshot, now=t0 + 60_000)
+    assert index.source == "cached" and index.finished("t9").run_id == late
+
+
+@pytest.mark.parametrize("why", ["a day old", "clock went back", "parents never read"])
+def test_a_snapshot_that_cannot_be_refreshed_makes_a_full_scan(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int], why: str) -> None:
+    client, store, eid, t0 = aged_store
+    _run(client, eid, "sweep", "old0", "FINISHED", t0 - 3 * HOUR)
+    _, snapshot = scan_cached(store, None, now=t0)
+    now, with_parents = {"a day old": (t0 + 24 * HOUR, False),
+                         "clock went back": (t0 - 60_000, False),
+                         "parents never read": (t0 + 60_000, True)}[why]
+    index, kept = scan_cached(store, snapshot, now=now, with_parents=with_parents)
+    assert index.source == "full" and kept.full_at == now
+
+
+def test_launch_keeps_the_index_and_the_next_one_sees_what_finished_since(
+        tmp_path: Path, mlflow_server: str) -> None:
+    """The 15-minute reconcile: the second launch refreshes the kept index (a fraction of
+    the runs read) and still decides on what happened in between."""
+    folders = copies(tmp_path, 20)  # 60 trials: past the scoped scan
+    options = LaunchOptions(backend="local", dry_run=True, tracking_uri=mlflow_server,
+                            state_dir=tmp_path / ".sweepctl")
+
+    def reconcile() -> tuple[dict[str, Outcome], int]:
+        workspace = Workspace(env_tracking_uri=mlflow_server,
+                              index_cache=Path(".sweepctl") / "index")
+        report = launch(folders, options, workspace=workspace)
+        outcomes = {r.trial_id: r.outcome for e in report.experiments for r in e.results}
+        return outcomes, workspace.store(mlflow_server).runs_read
+
+    client = MlflowClient(mlflow_server)
+    experiment, _ = trials_of(folders[0])
+    eid = client.get_experiment_by_name(experiment.mlflow_experiment)
+    eid = eid.experiment_id if eid else client.create_experiment(experiment.mlflow_experiment)
+    for i in range(40):  # earlier sweeps: history the refresh must not read again
+        _run(client, eid, experiment.name, f"{tmp_path.name}-old{i}", "FINISHED",
+             int(time.time() * 1000) - 3 * HOUR)
+    first, read_first = reconcile()
+    assert list((tmp_path / ".sweepctl" / "index").glob("runs-*.json"))
+    experiment, trials = trials_of(folders[3])
+    log_trial(client, experiment, trials[0], metrics=result(0.4, 9.0))
+    second, read_second = reconcile()
+    assert first[trials[0].trial_id] != Outcome.REUSED
+    assert second[trials[0].trial_id] == Outcome.REUSED
+    assert read_first >= 40 > read_second

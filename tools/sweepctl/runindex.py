@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sweepctl.clients.index_cache import Snapshot
 from sweepctl.clients.mlflow_store import (
     TAG_ATTEMPT,
     TAG_EXPERIMENT,
@@ -77,6 +78,9 @@ class RunIndex:
     parents: dict[tuple[str, str], str] = field(default_factory=dict)  # same key -> parent run
     experiment_ids: dict[str, str] = field(default_factory=dict)  # MLflow name -> id
     with_parents: bool = False
+    # how it was read: "scoped", "full" (every run) or "cached" (a snapshot + what changed)
+    source: str = "full"
+    runs_read: int = 0  # runs MLflow sent for it (the cost that grows with the store)
 
     @classmethod
     def from_runs(cls, tracking_uri: str, runs: Iterable[RunRecord],
@@ -184,7 +188,8 @@ def scan_scoped(store: MlflowStore, scopes: Sequence[Scope], *,
                                            f"tags.`{TAG_TRIAL_ID}` = '{trial_id}'"):
                 runs[run.run_id] = run
     index = RunIndex.from_runs(store.tracking_uri, runs.values(), parents, ids)
-    index.with_parents = with_parents
+    index.with_parents, index.source = with_parents, "scoped"
+    index.runs_read = len(runs) + len(parents)
     return index
 
 
@@ -195,12 +200,80 @@ def scan(store: MlflowStore, *, with_parents: bool = False) -> RunIndex:
     experiments log to: reuse by trial id must find a FINISHED run wherever it is (a new
     experiment gets its own MLflow experiment, and ``launch --changed-since`` names only
     it)."""
-    ids = store.experiment_ids()
-    if not ids:
-        return RunIndex(store.tracking_uri, with_parents=with_parents)
-    runs = list(store.search(ids.values(), role_filter("trial")))
-    parents: Sequence[RunRecord] = (list(store.search(ids.values(), role_filter("sweep")))
-                                    if with_parents else ())
-    index = RunIndex.from_runs(store.tracking_uri, runs, parents, ids)
-    index.with_parents = with_parents
+    index, _ = _full(store, store.experiment_ids(), with_parents, now=0)
     return index
+
+
+def _full(store: MlflowStore, ids: Mapping[str, str], with_parents: bool,
+          now: int) -> tuple[RunIndex, Snapshot]:
+    runs = list(store.search(ids.values(), role_filter("trial"))) if ids else []
+    parents = (list(store.search(ids.values(), role_filter("sweep"))) if ids else []
+               ) if with_parents else None
+    snapshot = Snapshot(store.tracking_uri, taken_at=now, full_at=now, runs=tuple(runs),
+                        parents=None if parents is None else tuple(parents))
+    index = RunIndex.from_runs(store.tracking_uri, runs, parents or (), ids)
+    index.with_parents, index.source = with_parents, "full"
+    index.runs_read = len(runs) + len(parents or ())
+    return index, snapshot
+
+
+# A snapshot older than this is not refreshed but replaced by a full scan: what the
+# refresh cannot see (a run deleted in MLflow, a tag set on a finished run of a trial no
+# longer in git, a run whose pod's clock was hours off) is gone within a day.
+FULL_SCAN_EVERY_MS = 24 * 3_600_000
+# Runs started or ended up to this long before the last scan began are read again: the
+# times are the pods' clocks, not ours.
+CLOCK_SLACK_MS = 3_600_000
+
+
+def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
+                in_scope: Collection[str] = (), with_parents: bool = False
+                ) -> tuple[RunIndex, Snapshot]:
+    """The index of every trial run, as ``scan`` would read it, from the last scan's
+    snapshot plus what changed since: the runs started or ended since it was taken, and,
+    read again by run id, every run it holds that can still change (RUNNING, SCHEDULED) or
+    that this command decides on (the runs of the trial ids ``in_scope``: those in git).
+    A full scan when there is no snapshot, or it is a day old, or it lacks the parents.
+    Returns the index and the snapshot to keep for the next command."""
+    ids = store.experiment_ids()
+    before = store.runs_read
+    if previous is None or now - previous.full_at >= FULL_SCAN_EVERY_MS \
+            or now < previous.taken_at or (with_parents and previous.parents is None):
+        return _full(store, ids, with_parents, now)
+    live = set(ids.values())
+    since = previous.taken_at - CLOCK_SLACK_MS
+    runs = _refreshed(store, live, [r for r in previous.runs if r.experiment_id in live],
+                      role_filter("trial"), since, set(in_scope))
+    parents = None
+    if previous.parents is not None:
+        parents = _refreshed(store, live, [r for r in previous.parents
+                                           if r.experiment_id in live],
+                             role_filter("sweep"), since, set())
+    snapshot = Snapshot(store.tracking_uri, taken_at=now, full_at=previous.full_at,
+                        runs=tuple(runs.values()),
+                        parents=None if parents is None else tuple(parents.values()))
+    index = RunIndex.from_runs(store.tracking_uri, runs.values(),
+                               parents.values() if parents else (), ids)
+    index.with_parents, index.source = parents is not None, "cached"
+    index.runs_read = store.runs_read - before
+    return index, snapshot
+
+
+def _refreshed(store: MlflowStore, experiment_ids: set[str], cached: Sequence[RunRecord],
+               role: str, since: int, in_scope: set[str]) -> dict[str, RunRecord]:
+    """run id -> run: the cached runs brought up to date (see scan_cached)."""
+    runs = {r.run_id: r for r in cached}
+    changed: dict[str, RunRecord] = {}
+    for attribute in ("start_time", "end_time"):
+        for run in store.search(experiment_ids, f"{role} and attributes.{attribute} >= {since}"):
+            changed[run.run_id] = run
+    recheck = {run_id for run_id, run in runs.items() if run_id not in changed and (
+        run.status in RUNNING_STATES or run.trial_id in in_scope)}
+    now = store.runs_by_id(experiment_ids, recheck)
+    for run_id in recheck:  # one gone from the answer was deleted
+        if run_id in now:
+            runs[run_id] = now[run_id]
+        else:
+            del runs[run_id]
+    runs.update(changed)
+    return runs

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweepctl.clients import index_cache
 from sweepctl.errors import SweepctlError, UsageError
 from sweepctl.findings import Findings, render_text
-from sweepctl.runindex import SCOPED_MAX_TRIALS, RunIndex, Scope, scan, scan_scoped
+from sweepctl.runindex import SCOPED_MAX_TRIALS, RunIndex, Scope, scan, scan_cached, scan_scoped
 from sweepctl.runtime import Runtime, deep_merge, repo_root, runtime_from_data, tracking_uri
 from sweepctl.spec.folder import ValidationFailed, check_folder, read_document, read_folder
 from sweepctl.spec.model import CHECKLIST_ITEMS, Experiment, experiment_from_data
@@ -92,6 +94,12 @@ class Workspace:
     shared_tracking: bool = False
     env_tracking_uri: str | None = None
     cwd: Path = field(default_factory=Path.cwd)
+    # where the run index is kept between commands (relative: to the folder holding the
+    # command's experiments/; None: every full scan reads every run); ``full_scan``:
+    # ignore what is kept there and read every run once more (then keep that)
+    index_cache: Path | None = None
+    full_scan: bool = False
+    clock: Callable[[], float] = time.time
     _defaults: dict[Path, tuple[dict[str, Any], Findings]] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
     _indexes: dict[str, tuple[frozenset[str] | None, RunIndex]] = field(default_factory=dict)
@@ -232,8 +240,24 @@ class Workspace:
         if sum(len(s.trial_ids) for s in scopes) <= SCOPED_MAX_TRIALS:
             index, covered = scan_scoped(store, scopes, with_parents=with_parents), names
         else:
-            index, covered = scan(store, with_parents=with_parents), None
+            index, covered = self._full_index(store, with_parents), None
         self._indexes[uri] = (covered, index)
+        return index
+
+    def _full_index(self, store: Any, with_parents: bool) -> RunIndex:
+        """Every trial run of the store: from the kept snapshot and what changed since
+        when there is one (runindex.scan_cached), then the snapshot kept for the next."""
+        if self.index_cache is None:
+            return scan(store, with_parents=with_parents)
+        folder = self.index_cache
+        if not folder.is_absolute():
+            roots = [repo_root(r.path) for r in self.resolved]
+            folder = (roots[0] if roots else self.cwd) / folder
+        previous = None if self.full_scan else index_cache.read(folder, store.tracking_uri)
+        in_scope = {trial_id for r in self.resolved for trial_id in r.trial_ids}
+        index, snapshot = scan_cached(store, previous, now=int(self.clock() * 1000),
+                                      in_scope=in_scope, with_parents=with_parents)
+        index_cache.write(folder, snapshot)
         return index
 
     def index_for(self, resolved: ResolvedExperiment) -> RunIndex:

@@ -13,6 +13,7 @@ from sweepctl.cli.options import (
     backend_settings,
     chosen_backend,
     experiment_folders,
+    full_scan_option,
     workspace_for,
 )
 from sweepctl.usecases.launch import LaunchOptions, LaunchReport, changed_since, launch
@@ -127,8 +128,9 @@ def print_report(report: LaunchReport, console: Any) -> None:
               help="create nothing (Kubernetes: server-side dry run; MLflow untouched)")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Kubernetes requests in flight")
+@full_scan_option
 def command(experiments: tuple[str, ...], backend: str | None, changed_since_rev: str | None,
-            dry_run: bool, concurrency: int) -> int:
+            dry_run: bool, concurrency: int, full_scan: bool) -> int:
     """Launch the trials that have neither a FINISHED MLflow run nor a Job/process.
 
     EXPERIMENTS are experiment folders or bare names (default: every one under
@@ -142,7 +144,7 @@ def command(experiments: tuple[str, ...], backend: str | None, changed_since_rev
     from sweepctl.runtime import repo_root
 
     backend = chosen_backend(backend)
-    workspace = workspace_for(backend)
+    workspace = workspace_for(backend, full_scan=full_scan)
     folders = experiment_folders(workspace, experiments)
     if changed_since_rev:
         folders = changed_since(folders, changed_since_rev)

@@ -30,11 +30,33 @@ def chosen_backend(backend: str | None, env: Mapping[str, str] = os.environ) -> 
     return backend or default_backend(env)
 
 
+# where the run index is kept between commands, under the repo (git-ignored);
+# SWEEPCTL_INDEX_CACHE names another folder, or "off"
+INDEX_CACHE = Path(".sweepctl") / "index"
+
+
+def index_cache_folder(env: Mapping[str, str]) -> Path | None:
+    value = env.get("SWEEPCTL_INDEX_CACHE", "").strip()
+    if value.lower() in ("off", "0", "false", "no"):
+        return None
+    return Path(value) if value else INDEX_CACHE
+
+
 def workspace_for(backend: str | None, env: Mapping[str, str] = os.environ,
-                  tracking_uri: str | None = None) -> Workspace:
-    """The command's workspace: MLflow as the backend's trials see it (the one rule)."""
+                  tracking_uri: str | None = None, *, full_scan: bool = False) -> Workspace:
+    """The command's workspace: MLflow as the backend's trials see it (the one rule), the
+    run index kept between commands (see runindex.scan_cached)."""
     return Workspace(shared_tracking=info(chosen_backend(backend, env)).shared_tracking,
-                     env_tracking_uri=tracking_uri or env.get("MLFLOW_TRACKING_URI") or None)
+                     env_tracking_uri=tracking_uri or env.get("MLFLOW_TRACKING_URI") or None,
+                     index_cache=index_cache_folder(env), full_scan=full_scan)
+
+
+def full_scan_option(function: F) -> F:
+    return click.option(
+        "--full-scan", is_flag=True,
+        help="read every trial run from MLflow instead of refreshing the run index kept "
+        "in .sweepctl/index/ (SWEEPCTL_INDEX_CACHE) from the last command; it is done "
+        "anyway once a day")(function)
 
 
 def backend_settings(state_dir: Path, *, dry_run: bool = False,

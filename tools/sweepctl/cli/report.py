@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from sweepctl.cli.compare import tolerance_option
-from sweepctl.cli.options import experiment_folders, workspace_for
+from sweepctl.cli.options import experiment_folders, full_scan_option, workspace_for
 from sweepctl.errors import UsageError
 from sweepctl.usecases.report import ExperimentReport, ReportRequest, report
 from sweepctl.workspace import ResolvedExperiment, Workspace
@@ -82,8 +82,9 @@ def _post_plan_json(plan_json: Path, pr_number: int | None) -> int:
               "experiment, e.g. from a PR's artifact: checked as untrusted data) and post it "
               "as the sticky comment; needs --pr")
 @tolerance_option
+@full_scan_option
 def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, notes: bool,
-            plan_json: Path | None, tolerance: float) -> int:
+            plan_json: Path | None, tolerance: float, full_scan: bool) -> int:
     """Post the results to each PR's one sticky comment (GITHUB_TOKEN, GITHUB_REPOSITORY,
     GITHUB_API_URL) and, with --notes, write them into notes.md.
 
@@ -96,7 +97,7 @@ def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, no
         return _post_plan_json(plan_json, pr_number)
     if every and experiments:
         raise UsageError("--all reports every experiment: name none")
-    workspace = workspace_for(None)
+    workspace = workspace_for(None, full_scan=full_scan)
     folders = experiment_folders(workspace, experiments)
     if pr_number is not None and len(folders) != 1:
         raise UsageError("--pr N names the PR of one experiment: name exactly one")

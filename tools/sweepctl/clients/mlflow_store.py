@@ -25,6 +25,8 @@ TAG_CANCELLED = "sweepctl.cancelled"  # "true": `sweepctl cancel` stopped the tr
 PAGE_SIZE = 1000
 # experiment ids per search_runs call: the SQL store turns them into one IN (...)
 EXPERIMENTS_PER_SEARCH = 500
+# run ids per `attributes.run_id IN (...)` search: one page of results at most
+RUN_IDS_PER_SEARCH = 500
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ class MlflowStore:
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
         self.requests = 0
+        self.runs_read = 0   # runs the searches returned (what grows with the store)
         self.calls: Counter[str] = Counter()   # per client method (search_runs, ...)
         self._client: Any = None
 
@@ -201,11 +204,25 @@ class MlflowStore:
                                   ids[start:start + EXPERIMENTS_PER_SEARCH],
                                   filter_string=filter_string, max_results=PAGE_SIZE,
                                   page_token=token)
+                self.runs_read += len(page)
                 for run in page:
                     yield _record(run)
                 token = page.token
                 if not token:
                     break
+
+    def runs_by_id(self, experiment_ids: Collection[str],
+                   run_ids: Collection[str]) -> dict[str, RunRecord]:
+        """run id -> its run now, for those of ``run_ids`` that still exist (not deleted)
+        in these experiments: one request per 500 runs (per 500 experiments)."""
+        wanted = sorted(set(run_ids))
+        found: dict[str, RunRecord] = {}
+        for start in range(0, len(wanted), RUN_IDS_PER_SEARCH):
+            chunk = wanted[start:start + RUN_IDS_PER_SEARCH]
+            quoted = ", ".join(f"'{_quote(run_id)}'" for run_id in chunk)
+            for run in self.search(experiment_ids, f"attributes.run_id IN ({quoted})"):
+                found[run.run_id] = run
+        return found
 
     def metric_histories(self, run_ids: Mapping[str, str], metrics: Sequence[str],
                          max_runs: int = 100) -> dict[str, dict[str, list[tuple[int, float]]]]:

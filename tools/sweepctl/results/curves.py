@@ -20,12 +20,14 @@ Decisions:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweepctl.results.pngfile import save_png
+from sweepctl.results.pngfile import read_description, save_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -84,10 +86,24 @@ def figure(experiment: str, histories: Mapping[str, History], objective: str,
     return fig
 
 
+def source_key(run_ids: Mapping[str, str], metrics: Sequence[str]) -> str:
+    """What a curves PNG is drawn from: the runs (by label) and the metrics. A FINISHED
+    run's history does not change, so the same key is the same picture."""
+    text = json.dumps([sorted(run_ids.items()), sorted(metrics)], ensure_ascii=True)
+    return "sweepctl-curves " + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def drawn_from(folder: Path) -> str | None:
+    """The source key of the curves PNG already in ``folder`` (None: none there)."""
+    return read_description(folder, CURVES_FILE)
+
+
 def write_curves(experiment: str, histories: Mapping[str, History], objective: str,
-                 folder: Path, loss_key: str = LOSS_KEY) -> Path | None:
-    """Write ``folder/learning-curves.png`` (folder created); None when there is no data."""
+                 folder: Path, loss_key: str = LOSS_KEY, key: str | None = None
+                 ) -> Path | None:
+    """Write ``folder/learning-curves.png`` (folder created), ``key`` (source_key) kept
+    in it; None when there is no data."""
     fig = figure(experiment, histories, objective, loss_key)
     if fig is None:
         return None
-    return save_png(fig, folder, CURVES_FILE)
+    return save_png(fig, folder, CURVES_FILE, description=key)

@@ -10,6 +10,7 @@ either symlink makes the write fail instead.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def save_png(figure: Figure, folder: Path, file_name: str) -> Path:
-    """Write ``figure`` as ``folder/file_name`` (folder created); refuse any symlink."""
+def save_png(figure: Figure, folder: Path, file_name: str,
+             description: str | None = None) -> Path:
+    """Write ``figure`` as ``folder/file_name`` (folder created); refuse any symlink.
+    ``description`` goes into the PNG's Description text chunk (see read_description)."""
     if "/" in file_name or file_name in ("", ".", ".."):
         raise SweepctlError(f"not a plot file name: {file_name!r}")
     path = folder / file_name
@@ -34,10 +37,45 @@ def save_png(figure: Figure, folder: Path, file_name: str) -> Path:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         descriptor = os.open(file_name, flags, 0o644, dir_fd=directory)
         with os.fdopen(descriptor, "wb") as handle:
-            figure.savefig(handle, format="png", metadata={"Software": None})
+            figure.savefig(handle, format="png",
+                           metadata={"Software": None, "Description": description})
     except OSError as exc:
         raise SweepctlError(f"cannot write {path}: {exc.strerror} (a symlink is refused)"
                             ) from exc
     finally:
         os.close(directory)
     return path
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_TEXT = 4096
+
+
+def read_description(folder: Path, file_name: str) -> str | None:
+    """The Description text chunk of ``folder/file_name`` as save_png wrote it; None when
+    the file is missing, a symlink (or in one), not a PNG, or has none. Only the chunks
+    before the image data are read."""
+    try:
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        descriptor = os.open(file_name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=directory)
+        with os.fdopen(descriptor, "rb") as handle:
+            if handle.read(8) != PNG_SIGNATURE:
+                return None
+            while True:
+                head = handle.read(8)
+                if len(head) < 8:
+                    return None
+                length, kind = struct.unpack(">I4s", head)
+                if kind == b"IDAT" or length > MAX_TEXT:
+                    return None
+                data = handle.read(length + 4)[:length]   # and the CRC
+                key, _, value = data.partition(b"\0")
+                if kind == b"tEXt" and key == b"Description":
+                    return value.decode("latin-1")
+    except OSError:
+        return None
+    finally:
+        os.close(directory)

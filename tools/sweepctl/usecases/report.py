@@ -78,17 +78,22 @@ def _find_pr(resolved: ResolvedExperiment, github: GitHub) -> int:
 
 def _write_curves(workspace: Workspace, resolved: ResolvedExperiment,
                   comparison: Comparison) -> list[Path]:
-    """plots/learning-curves.png from each trial's first FINISHED run (none: no file)."""
+    """plots/learning-curves.png from each trial's first FINISHED run (none: no file).
+    Drawn again only when those runs changed: the histories cost one MLflow request per
+    run and metric, and the hourly report of 1,000 experiments must not pay them again."""
     from sweepctl.results import curves
 
     run_ids = {row.label: row.finished_run_ids[0] for row in comparison.rows
                if row.in_sweep and row.finished_run_ids}
     if not run_ids or not comparison.tracking_uri:
         return []
-    histories = workspace.store(comparison.tracking_uri).metric_histories(
-        run_ids, sorted({curves.LOSS_KEY, comparison.metric}))
-    path = curves.write_curves(resolved.name, histories, comparison.metric,
-                               resolved.path / "plots")
+    folder = resolved.path / "plots"
+    metrics = sorted({curves.LOSS_KEY, comparison.metric})
+    key = curves.source_key(run_ids, metrics)
+    if curves.drawn_from(folder) == key:
+        return [folder / curves.CURVES_FILE]
+    histories = workspace.store(comparison.tracking_uri).metric_histories(run_ids, metrics)
+    path = curves.write_curves(resolved.name, histories, comparison.metric, folder, key=key)
     return [] if path is None else [path]
 
 
