@@ -56,6 +56,26 @@ def test_one_png_per_parameter(tmp_path: Path) -> None:
         assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and path.stat().st_size > 5000
 
 
+def test_a_plot_drawn_from_the_same_points_is_not_drawn_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hourly report of every experiment: an unchanged experiment costs no drawing."""
+    import sweepctl.results.sensitivity as module
+
+    comparison = grid_comparison()
+    table = sensitivity(comparison)
+    written = write_plots(comparison, table, tmp_path)
+    stamps = [p.stat().st_mtime_ns for p in written]
+    drawn: list[str] = []
+    real = module._plot
+    monkeypatch.setattr(module, "_plot", lambda c, parameter, points: (
+        drawn.append(parameter), real(c, parameter, points))[1])
+    assert write_plots(comparison, table, tmp_path) == written
+    assert drawn == [] and [p.stat().st_mtime_ns for p in written] == stamps
+    table["lora_rank"] = table["lora_rank"][:1]            # one value's result changed
+    write_plots(comparison, table, tmp_path)
+    assert drawn == ["lora_rank"]
+
+
 def ofat_comparison() -> Comparison:
     """The issue-13 sweep: one-at-a-time over learning_rate, lora_dropout and epochs."""
     base = {"learning_rate": 1e-3, "lora_dropout": 0.0, "num_train_epochs": 1, "seed": 42}

@@ -20,13 +20,12 @@ Decisions:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweepctl.results import pngfile
 from sweepctl.results.pngfile import read_description, save_png
 
 if TYPE_CHECKING:
@@ -89,8 +88,7 @@ def figure(experiment: str, histories: Mapping[str, History], objective: str,
 def source_key(run_ids: Mapping[str, str], metrics: Sequence[str]) -> str:
     """What a curves PNG is drawn from: the runs (by label) and the metrics. A FINISHED
     run's history does not change, so the same key is the same picture."""
-    text = json.dumps([sorted(run_ids.items()), sorted(metrics)], ensure_ascii=True)
-    return "sweepctl-curves " + hashlib.sha256(text.encode("ascii")).hexdigest()
+    return pngfile.source_key(["curves", sorted(run_ids.items()), sorted(metrics)])
 
 
 def drawn_from(folder: Path) -> str | None:

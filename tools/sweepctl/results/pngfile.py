@@ -9,6 +9,8 @@ either symlink makes the write fail instead.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import struct
 from pathlib import Path
@@ -45,6 +47,13 @@ def save_png(figure: Figure, folder: Path, file_name: str,
     finally:
         os.close(directory)
     return path
+
+
+def source_key(data: object) -> str:
+    """A short name for what a plot is drawn from (JSON-able data): kept in the PNG by
+    save_png(description=...), it lets a report skip drawing the same picture again."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=True, default=repr)
+    return "sweepctl " + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweepctl.results.compare import Comparison, Row
-from sweepctl.results.pngfile import save_png
+from sweepctl.results.pngfile import read_description, save_png, source_key
 from sweepctl.values import format_value
 
 if TYPE_CHECKING:
@@ -135,9 +135,19 @@ def plot_name(parameter: str) -> str:
 
 def write_plots(comparison: Comparison, table: dict[str, list[Point]],
                 folder: Path) -> list[Path]:
-    """One error-bar PNG per parameter with results, in ``folder`` (created; no symlinks)."""
-    return [save_png(_plot(comparison, parameter, points), folder, plot_name(parameter))
-            for parameter, points in table.items() if points]
+    """One error-bar PNG per parameter with results, in ``folder`` (created; no symlinks).
+    A PNG already drawn from the same points is left as it is (no drawing, no write)."""
+    paths = []
+    for parameter, points in table.items():
+        if not points:
+            continue
+        name = plot_name(parameter)
+        key = source_key(["sensitivity", comparison.experiment, comparison.metric, parameter,
+                          [(repr(p.value), p.mean, p.std, p.count) for p in points]])
+        if read_description(folder, name) != key:
+            save_png(_plot(comparison, parameter, points), folder, name, description=key)
+        paths.append(folder / name)
+    return paths
 
 
 def _plot(comparison: Comparison, parameter: str, points: Sequence[Point]) -> Figure:
