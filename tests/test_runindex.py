@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_runs import log_trial, make_experiment, result, trials_of
 from sweepctl.backends import Outcome
 from sweepctl.clients.mlflow_store import MlflowStore, RunRecord
-from sweepctl.runindex import RunIndex, scan, scan_cached
+from sweepctl.runindex import RunIndex, Scope, scan, scan_cached
 from sweepctl.usecases.launch import LaunchOptions, launch
 from sweepctl.usecases.plan import build_plans
 from sweepctl.workspace import Workspace
@@ -167,8 +167,8 @@ def test_a_kept_index_reads_only_what_changed_and_agrees_with_a_full_scan(
     done = _run(client, eid, "sweep", "t0", "FINISHED", old)
     failed = _run(client, eid, "sweep", "t1", "FAILED", old)
     running = _run(client, eid, "sweep", "t2", "RUNNING", old)
-    in_git = {"t0", "t1", "t2"}
-    first, snapshot = scan_cached(store, None, now=t0, in_scope=in_git)
+    in_git = [Scope("team/sweep", "sweep-in-git", ("t0", "t1", "t2"))]
+    first, snapshot = scan_cached(store, None, now=t0, scopes=in_git)
     assert first.source == "full" and first.runs_read == 34
     assert _shape(first) == _shape(scan(store))
 
@@ -178,7 +178,7 @@ def test_a_kept_index_reads_only_what_changed_and_agrees_with_a_full_scan(
     client.delete_run(done)                           # someone deleted the finished one
     client.set_terminated(stale, status="KILLED", end_time=later)
     new = _run(client, eid, "sweep", "old-new", "FINISHED", later)
-    second, _ = scan_cached(store, snapshot, now=t0 + 15 * 60_000, in_scope=in_git)
+    second, _ = scan_cached(store, snapshot, now=t0 + 15 * 60_000, scopes=in_git)
 
     assert second.source == "cached"
     assert _shape(second) == _shape(scan(store))      # the same index a full scan reads
@@ -189,6 +189,23 @@ def test_a_kept_index_reads_only_what_changed_and_agrees_with_a_full_scan(
     # the 30 untouched history runs were not read again: what changed (the run that
     # ended, the new one twice: started and ended, the stale one) and the in-git runs
     assert second.runs_read <= 8 < len(history)
+
+
+def test_every_run_of_an_experiment_in_git_is_read_again_tpe_proposals_included(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    """A tpe proposal is no trial of the sweep file, yet launch decides on it: its failed
+    run adopted by a runner must not read FAILED from the kept index."""
+    client, store, eid, t0 = aged_store
+    proposal = _run(client, eid, "tpe-sweep", "proposed1", "FAILED", t0 - 3 * HOUR)
+    elsewhere = _run(client, eid, "old-sweep", "gone1", "FAILED", t0 - 3 * HOUR)
+    scopes = [Scope("team/sweep", "tpe-sweep", ("baseline-id",))]
+    _, snapshot = scan_cached(store, None, now=t0, scopes=scopes)
+    client.update_run(proposal, status="RUNNING")
+    client.update_run(elsewhere, status="RUNNING")
+    index, _ = scan_cached(store, snapshot, now=t0 + 60_000, scopes=scopes)
+    assert index.latest("proposed1").status == "RUNNING"
+    # an experiment no longer in git is history: it catches up at the next full scan
+    assert index.latest("gone1").status == "FAILED"
 
 
 def test_a_run_whose_pod_clock_is_behind_is_still_found(
@@ -234,8 +251,8 @@ def test_launch_keeps_the_index_and_the_next_one_sees_what_finished_since(
     experiment, _ = trials_of(folders[0])
     eid = client.get_experiment_by_name(experiment.mlflow_experiment)
     eid = eid.experiment_id if eid else client.create_experiment(experiment.mlflow_experiment)
-    for i in range(40):  # earlier sweeps: history the refresh must not read again
-        _run(client, eid, experiment.name, f"{tmp_path.name}-old{i}", "FINISHED",
+    for i in range(40):  # a retired sweep's runs: history the refresh must not read again
+        _run(client, eid, "retired-sweep", f"{tmp_path.name}-old{i}", "FINISHED",
              int(time.time() * 1000) - 3 * HOUR)
     first, read_first = reconcile()
     assert list((tmp_path / ".sweepctl" / "index").glob("runs-*.json"))

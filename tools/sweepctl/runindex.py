@@ -13,7 +13,7 @@ work (the id hashes the resolved config, the image and the dataset).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sweepctl.clients.index_cache import Snapshot
@@ -227,12 +227,13 @@ CLOCK_SLACK_MS = 3_600_000
 
 
 def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
-                in_scope: Collection[str] = (), with_parents: bool = False
+                scopes: Sequence[Scope] = (), with_parents: bool = False
                 ) -> tuple[RunIndex, Snapshot]:
     """The index of every trial run, as ``scan`` would read it, from the last scan's
     snapshot plus what changed since: the runs started or ended since it was taken, and,
     read again by run id, every run it holds that can still change (RUNNING, SCHEDULED) or
-    that this command decides on (the runs of the trial ids ``in_scope``: those in git).
+    that this command decides on (the ``scopes``, the experiments in git: every run of
+    their trial ids, and every run of the experiment itself, tpe's proposals included).
     A full scan when there is no snapshot, or it is a day old, or it lacks the parents.
     Returns the index and the snapshot to keep for the next command."""
     ids = store.experiment_ids()
@@ -242,13 +243,20 @@ def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
         return _full(store, ids, with_parents, now)
     live = set(ids.values())
     since = previous.taken_at - CLOCK_SLACK_MS
+    trial_ids = {trial_id for scope in scopes for trial_id in scope.trial_ids}
+    own = {(ids.get(scope.mlflow_experiment), scope.experiment) for scope in scopes}
+
+    def decides(run: RunRecord) -> bool:
+        return run.trial_id in trial_ids or (
+            run.experiment_id, run.tags.get(TAG_EXPERIMENT)) in own
+
     runs = _refreshed(store, live, [r for r in previous.runs if r.experiment_id in live],
-                      role_filter("trial"), since, set(in_scope))
+                      role_filter("trial"), since, decides)
     parents = None
     if previous.parents is not None:
         parents = _refreshed(store, live, [r for r in previous.parents
                                            if r.experiment_id in live],
-                             role_filter("sweep"), since, set())
+                             role_filter("sweep"), since, lambda run: False)
     snapshot = Snapshot(store.tracking_uri, taken_at=now, full_at=previous.full_at,
                         runs=tuple(runs.values()),
                         parents=None if parents is None else tuple(parents.values()))
@@ -260,7 +268,8 @@ def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
 
 
 def _refreshed(store: MlflowStore, experiment_ids: set[str], cached: Sequence[RunRecord],
-               role: str, since: int, in_scope: set[str]) -> dict[str, RunRecord]:
+               role: str, since: int, decides: Callable[[RunRecord], bool]
+               ) -> dict[str, RunRecord]:
     """run id -> run: the cached runs brought up to date (see scan_cached)."""
     runs = {r.run_id: r for r in cached}
     changed: dict[str, RunRecord] = {}
@@ -268,7 +277,7 @@ def _refreshed(store: MlflowStore, experiment_ids: set[str], cached: Sequence[Ru
         for run in store.search(experiment_ids, f"{role} and attributes.{attribute} >= {since}"):
             changed[run.run_id] = run
     recheck = {run_id for run_id, run in runs.items() if run_id not in changed and (
-        run.status in RUNNING_STATES or run.trial_id in in_scope)}
+        run.status in RUNNING_STATES or decides(run))}
     now = store.runs_by_id(experiment_ids, recheck)
     for run_id in recheck:  # one gone from the answer was deleted
         if run_id in now:

@@ -254,9 +254,10 @@ class Workspace:
             roots = [repo_root(r.path) for r in self.resolved]
             folder = (roots[0] if roots else self.cwd) / folder
         previous = None if self.full_scan else index_cache.read(folder, store.tracking_uri)
-        in_scope = {trial_id for r in self.resolved for trial_id in r.trial_ids}
+        scopes = [Scope(r.experiment.mlflow_experiment, r.name, tuple(r.trial_ids))
+                  for r in self.resolved]
         index, snapshot = scan_cached(store, previous, now=int(self.clock() * 1000),
-                                      in_scope=in_scope, with_parents=with_parents)
+                                      scopes=scopes, with_parents=with_parents)
         index_cache.write(folder, snapshot)
         return index
 
