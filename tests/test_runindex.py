@@ -233,9 +233,11 @@ def test_a_snapshot_that_cannot_be_refreshed_makes_a_full_scan(
 
 
 def test_launch_keeps_the_index_and_the_next_one_sees_what_finished_since(
-        tmp_path: Path, mlflow_server: str) -> None:
+        tmp_path: Path) -> None:
     """The 15-minute reconcile: the second launch refreshes the kept index (a fraction of
-    the runs read) and still decides on what happened in between."""
+    the runs read) and still decides on what happened in between. A store of its own: the
+    refresh reads every run of the last hour, and the session's server has other tests'."""
+    mlflow_server = f"sqlite:///{tmp_path / 'mlflow.db'}"
     folders = copies(tmp_path, 20)  # 60 trials: past the scoped scan
     options = LaunchOptions(backend="local", dry_run=True, tracking_uri=mlflow_server,
                             state_dir=tmp_path / ".sweepctl")
