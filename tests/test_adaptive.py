@@ -30,12 +30,13 @@ SPACE = {"learning_rate": {"distribution": "log_uniform", "low": 1.0e-4, "high":
          "lora_rank": {"choices": [8, 16]}}
 
 
-def make_tpe(root: Path, mlflow_experiment: str, target: float, **defaults: Any) -> Path:
+def make_tpe(root: Path, mlflow_experiment: str, target: float, trials: int = 6,
+             **defaults: Any) -> Path:
     """The demo experiment turned into a tpe search of 6 trials, 2 per launch."""
     folder = make_experiment(root, mlflow_experiment, **defaults)
     (folder / "sweep.yaml").write_text(yaml.safe_dump(
         {"strategy": "tpe", "parameters": SPACE, "derived": {"lora_alpha": "2 * lora_rank"},
-         "trials": 6, "batch": 2, "max_parallel": 2, "seed": 3}, sort_keys=False))
+         "trials": trials, "batch": 2, "max_parallel": 2, "seed": 3}, sort_keys=False))
     doc = yaml.safe_load((folder / "experiment.yaml").read_text())
     doc["objective"]["target"] = target
     (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
@@ -171,7 +172,8 @@ def test_real_llamafactory_tpe_search_on_the_tiny_model(tmp_path: Path,
     python = trainer_python()
     assert python is not None
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    folder = make_tpe(tmp_path, "tpe-real", target=0.01,
+    # 4 real trainings, not the fake test's 6: the baseline and round 1, then round 2
+    folder = make_tpe(tmp_path, "tpe-real", target=0.01, trials=4,
                       local={"python": str(python)})
     baseline = yaml.safe_load((folder / "baseline.yaml").read_text())
     baseline.update(model_name_or_path=str(tiny_model / "model"),
@@ -180,9 +182,20 @@ def test_real_llamafactory_tpe_search_on_the_tiny_model(tmp_path: Path,
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     opts = LaunchOptions(backend="local", tracking_uri=store, state_dir=tmp_path / ".sweepctl",
                          env=env)
-    runs = three_rounds_then_nothing(folder, store, "tpe-real", opts)
-    assert_round_two_learns(folder, runs)
+    for launched in (3, 1):
+        report = launch([folder], opts)
+        assert report.ok, [(r.name, r.detail) for r in report.not_launched]
+        assert sum(1 for o in outcomes(report).values() if o == Outcome.LAUNCHED) == launched
+    assert note(folder, store) == "budget spent"
+    runs = trial_runs(store, "tpe-real")
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     assert all("eval_loss" in r.data.metrics for r in runs)
+    # round 2 is what TPE asks given round 1's real eval_loss
+    found = rounds(runs)
+    assert [len(found[1]), len(found[2])] == [2, 1]
+    doc = yaml.safe_load((folder / "sweep.yaml").read_text())
+    objective = Objective("eval_loss", "minimize", None)
+    assert propose(doc, baseline, told_from(runs, "eval_loss"), objective, n=1) == found[2]
 
 
 def finished_runs(resolved: Any, trials: Any, loss: dict[str, float]) -> list[RunRecord]:
