@@ -97,6 +97,8 @@ def running_emulator(*, trim_history: bool = False) -> Iterator[RunningEmulator]
             emulator.resources["batch/v1/jobs"] = kmock.ResourceInfo(kind="Job", namespaced=True)
             emulator.resources["v1/configmaps"] = kmock.ResourceInfo(kind="ConfigMap",
                                                                     namespaced=True)
+            emulator.resources["v1/services"] = kmock.ResourceInfo(kind="Service",
+                                                                  namespaced=True)
             holder["url"] = str(server.url).rstrip("/")
             holder["emulator"] = emulator
             ready.set()

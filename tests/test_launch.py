@@ -100,6 +100,24 @@ def test_three_launches_in_a_row_create_each_job_once(tmp_path: Path, emu: Runni
     assert {row.run_status for row in table.rows} == {"-"}
 
 
+def test_a_relaunch_lists_instead_of_asking_per_pending_job(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """The Jobs not yet Ready get their ConfigMaps checked on every reconcile (a launch
+    that died between Job and ConfigMap): one list of sweepctl's ConfigMaps per
+    namespace, not a 409 and a read per Job, so the scheduled reconcile of a cluster
+    full of queued Jobs stays a constant number of requests."""
+    folder = make_experiment(tmp_path, "relaunch-requests")
+    own_trial_ids(folder)
+    first = launch([folder], options(emu, store))
+    assert first.ok and sorted(emu.objects("configmaps", NAMESPACE)) == sorted(outcomes(first))
+    again = launch([folder], options(emu, store))
+    assert again.ok and set(outcomes(again).values()) == {Outcome.RUNNING}
+    # two Jobs pending (not Ready in the emulator), two suspended: a list of Jobs, a list
+    # of ConfigMaps, and nothing per Job
+    assert again.backend_requests == 2
+    assert emu.creates("configmaps") == 4
+
+
 def test_two_concurrent_launches_create_each_job_once(tmp_path: Path, emu: RunningEmulator,
                                                       store: str) -> None:
     folder = make_experiment(tmp_path, "concurrent")

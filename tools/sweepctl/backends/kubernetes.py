@@ -48,7 +48,7 @@ from sweepctl.backends import (
     Work,
     trials_in_git,
 )
-from sweepctl.clients.kube_api import KubeApi, KubeConflict, KubeNotFound, RetryPolicy
+from sweepctl.clients.kube_api import KubeApi, KubeConflict, RetryPolicy
 from sweepctl.clients.mlflow_store import safe_uri
 from sweepctl.errors import KubernetesError
 from sweepctl.render.kubernetes import config_data_hash, owned_by
@@ -116,6 +116,16 @@ def _config_hash(job: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+def _same_owned(existing: Mapping[str, Any], manifest: Mapping[str, Any],
+                expected_hash: str | None) -> bool:
+    """An existing ConfigMap/Service is the trial's own: the data the Job's pod checks,
+    the selector that picks the Job's pods."""
+    if manifest.get("kind") == "ConfigMap":
+        return config_data_hash(existing) == expected_hash
+    return bool((existing.get("spec") or {}).get("selector") ==
+                (manifest.get("spec") or {}).get("selector"))
+
+
 def with_queue(job: Mapping[str, Any], queue: str | None, suspend: bool) -> dict[str, Any]:
     """The Job as created: the Kueue label when a queue is set, and ``spec.suspend``."""
     out: dict[str, Any] = json.loads(json.dumps(job))
@@ -153,6 +163,9 @@ class KubernetesBackend:
         # (namespace, name) -> the Job as last listed: submit completes a kept Job whose
         # owned objects a crashed launch never created (it needs the Job's uid)
         self._seen: dict[tuple[str, str], dict[str, Any]] = {}
+        # (namespace, kind) -> name -> sweepctl's ConfigMaps/Services as listed once, for
+        # the kept Jobs whose owned objects submit checks (a list, not a 409 per Job)
+        self._owned: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 
     @property
     def requests(self) -> int:
@@ -170,7 +183,7 @@ class KubernetesBackend:
         if listed is None:
             selector = (f"{LABEL_EXPERIMENT}={next(iter(wanted))}" if len(wanted) == 1
                         else ALL_OURS)
-            listed = list(self.api.list_jobs(namespace, selector))
+            listed = list(self.api.list_objects(namespace, "Job", selector))
         # filter again: a server (or kmock) that ignores labelSelector must not make
         # another sweep's Jobs look like ours
         jobs = [job for job in listed
@@ -225,7 +238,7 @@ class KubernetesBackend:
         wanted = {r.name: trials_in_git(r) for r in experiments}
         results: list[TrialResult] = []
         for namespace in sorted(_namespaces(experiments)):
-            listed = list(self.api.list_jobs(namespace, ALL_OURS))
+            listed = list(self.api.list_objects(namespace, "Job", ALL_OURS))
             kept = []
             for job in listed:
                 result = self._prune_one(namespace, job, wanted, set(in_git), mode)
@@ -349,8 +362,9 @@ class KubernetesBackend:
         """Create the owned objects (ConfigMap, Service) of kept Jobs whose pods cannot
         have started without them: a launch that died between the Job and its ConfigMap
         left a pod waiting in ContainerCreating, and the re-run sees the Job and creates
-        nothing else. Checked for the Jobs not yet ready and those about to be released
-        (a 409 and a read each when the objects are there); the failures, FAILED."""
+        nothing else. Checked for the Jobs not yet ready and those about to be released,
+        against one list of sweepctl's objects of each kind per namespace (a create only
+        for what is missing); the failures, FAILED."""
         failed: list[TrialResult] = []
         for unit in keep:
             seen = observed.get(unit.trial_id)
@@ -370,22 +384,29 @@ class KubernetesBackend:
         expected = _config_hash(job)
         try:
             for manifest in owned:
-                if manifest.get("kind") == "ConfigMap" and expected and \
-                        config_data_hash(manifest) != expected:
+                kind = str(manifest["kind"])
+                existing = self._listed_owned(namespace, kind).get(manifest["metadata"]["name"])
+                if existing is not None and _same_owned(existing, manifest, expected):
+                    continue
+                if kind == "ConfigMap" and expected and config_data_hash(manifest) != expected:
                     # rendered for another commit or parent run than the Job's pod expects:
-                    # only an existing one of the Job's own can serve
-                    existing = self.api.read(namespace, "ConfigMap", manifest["metadata"]["name"])
-                    if config_data_hash(existing) == expected:
-                        continue
-                    return self._unrecoverable(namespace, unit, "its content differs")
+                    # only an existing one of the Job's own could have served
+                    return self._unrecoverable(namespace, unit, "it is missing" if existing
+                                               is None else "its content differs")
                 foreign = self._create_owned(namespace, unit, manifest, uid, expected)
                 if foreign is not None:
                     return foreign
-        except KubeNotFound:
-            return self._unrecoverable(namespace, unit, "it is missing")
         except KubernetesError as exc:
             return TrialResult(unit.trial_id, unit.name, Outcome.FAILED, str(exc.args[0]))
         return None
+
+    def _listed_owned(self, namespace: str, kind: str) -> dict[str, dict[str, Any]]:
+        key = (namespace, kind)
+        if key not in self._owned:
+            self._owned[key] = {
+                str((obj.get("metadata") or {}).get("name")): obj
+                for obj in self.api.list_objects(namespace, kind, ALL_OURS)}
+        return self._owned[key]
 
     def _unrecoverable(self, namespace: str, unit: Unit, why: str) -> TrialResult:
         return TrialResult(unit.trial_id, unit.name, Outcome.FAILED,
@@ -457,12 +478,7 @@ class KubernetesBackend:
             return None
         except KubeConflict:
             existing = self.api.read(namespace, kind, name)
-        if kind == "ConfigMap":
-            same = config_data_hash(existing) == expected_hash
-        else:
-            same = (existing.get("spec") or {}).get("selector") == \
-                (manifest.get("spec") or {}).get("selector")
-        if same:
+        if _same_owned(existing, manifest, expected_hash):
             return None
         self.api.delete(namespace, "Job", name)
         return TrialResult(unit.trial_id, unit.name, Outcome.FAILED,

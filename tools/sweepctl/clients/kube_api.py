@@ -161,13 +161,16 @@ class KubeApi:
         table: dict[str, dict[str, Callable[..., Any]]] = {
             "ConfigMap": {"create": core.create_namespaced_config_map,
                           "read": core.read_namespaced_config_map,
-                          "delete": core.delete_namespaced_config_map},
+                          "delete": core.delete_namespaced_config_map,
+                          "list": core.list_namespaced_config_map},
             "Service": {"create": core.create_namespaced_service,
                         "read": core.read_namespaced_service,
-                        "delete": core.delete_namespaced_service},
+                        "delete": core.delete_namespaced_service,
+                        "list": core.list_namespaced_service},
             "Job": {"create": batch.create_namespaced_job,
                     "read": batch.read_namespaced_job,
-                    "delete": batch.delete_namespaced_job},
+                    "delete": batch.delete_namespaced_job,
+                    "list": batch.list_namespaced_job},
         }
         if kind not in table:
             raise KubernetesError(f"sweepctl does not manage {kind} objects")
@@ -208,14 +211,14 @@ class KubeApi:
         except KubeNotFound:
             return
 
-    def list_jobs(self, namespace: str, selector: str) -> Iterator[dict[str, Any]]:
-        """Every Job matching the label selector, page by page."""
+    def list_objects(self, namespace: str, kind: str, selector: str) -> Iterator[dict[str, Any]]:
+        """Every object of a kind matching the label selector, page by page."""
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"label_selector": selector, "limit": LIST_PAGE}
             if token:
                 kwargs["_continue"] = token
-            page = self._call(f"list Jobs ({selector})", self._batch.list_namespaced_job,
+            page = self._call(f"list {kind}s ({selector})", self._functions(kind)["list"],
                               namespace, **kwargs)
             yield from page.get("items") or ()
             token = (page.get("metadata") or {}).get("continue")
