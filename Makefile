@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TRAINER := .venv-trainer
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
 
-.PHONY: demo test lint bench clean venv trainer
+.PHONY: demo test lint bench clean venv trainer envs
 
 # sweepctl's own environment: the package (editable) with its full and dev extras, pinned.
 $(BIN)/.installed: pyproject.toml requirements/constraints.txt
@@ -23,7 +23,11 @@ $(TRAINER)/.installed: requirements/trainer.txt demo/install_trainer.sh
 
 trainer: $(TRAINER)/.installed
 
-test: $(BIN)/.installed $(TRAINER)/.installed
+# the two environments install side by side (each mostly waits on downloads and unpacking)
+envs:
+	$(MAKE) --no-print-directory -j2 venv trainer
+
+test: envs
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: $(BIN)/.installed
@@ -31,7 +35,7 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-demo: $(BIN)/.installed $(TRAINER)/.installed
+demo: envs
 	bash demo/run_demo.sh
 
 bench: $(BIN)/.installed

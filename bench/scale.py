@@ -228,6 +228,7 @@ def finish_some(uri: str, folders: list[Path], workspace: Workspace) -> int:
     FINISHED (through the server, as pods log them)."""
     from mlflow.tracking import MlflowClient
 
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # a line per run else
     client = MlflowClient(uri)
     count = 0
     for folder in folders[-NEW_EXPERIMENTS:][:NEW_EXPERIMENTS // 2]:
