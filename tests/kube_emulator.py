@@ -28,6 +28,7 @@ class Faults:
     rate: float = 0.0                       # share of API requests that fail
     statuses: tuple[int, ...] = (429, 500, 503)
     lost_create_names: set[str] = field(default_factory=set)  # store, then answer 500 once
+    forbidden: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural): a 403
     seed: int = 0
     rng: random.Random = field(default_factory=random.Random)
     injected: int = 0
@@ -54,6 +55,10 @@ class FaultyEmulator(kmock.KubernetesEmulator):
                 self.faults.injected += 1
                 raise kmock_k8s.KubernetesError(status=500, reason="InternalError",
                                                 message="lost response (injected)")
+            if (str(request.action.name).lower(), request.resource.plural) in \
+                    self.faults.forbidden:
+                raise kmock_k8s.KubernetesError(status=403, reason="Forbidden",
+                                                message="forbidden (injected)")
             if self.faults.rate and self.faults.rng.random() < self.faults.rate:
                 self.faults.injected += 1
                 status = self.faults.rng.choice(self.faults.statuses)

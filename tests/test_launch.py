@@ -603,3 +603,24 @@ def test_a_rerun_after_a_crash_between_job_and_configmap_completes_the_trial(
     assert not any(jobs[name]["spec"].get("suspend") for name in waiting)
     assert sorted(emu.objects("configmaps", NAMESPACE)) == sorted(active + waiting)
     assert emu.creates("jobs") == 4
+
+
+def test_a_role_that_may_not_list_configmaps_still_completes_the_trial(
+        tmp_path: Path, emu: RunningEmulator, store: str) -> None:
+    """A deploy/rbac.yaml from before ConfigMaps were listed: the reconcile reads each
+    not-yet-Ready Job's ConfigMap instead and still creates the missing one."""
+    from sweepctl.clients.kube_api import KubeApi
+
+    folder = make_experiment(tmp_path, "no-list-role")
+    own_trial_ids(folder)
+    assert launch([folder], options(emu, store)).ok
+    api = KubeApi(configuration_for_host(emu.url), retry=FAST_RETRY)
+    active = sorted(n for n, j in emu.objects("jobs", NAMESPACE).items()
+                    if not j["spec"].get("suspend"))
+    api.delete(NAMESPACE, "ConfigMap", active[0])
+    emu.emulator.faults.forbidden.add(("list", "configmaps"))
+    again = launch([folder], options(emu, store))
+    assert again.ok and set(outcomes(again).values()) == {Outcome.RUNNING}
+    assert active[0] in emu.objects("configmaps", NAMESPACE)
+    # a list of Jobs, the forbidden list, a read per pending Job, the create of the one
+    assert again.backend_requests == 1 + 1 + len(active) + 1

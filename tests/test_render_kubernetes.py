@@ -519,7 +519,7 @@ def test_the_rbac_role_grants_exactly_what_launch_needs() -> None:
                for rule_group in rule["apiGroups"] for resource in rule["resources"]}
     assert granted == {
         ("batch", "jobs"): sorted(["create", "get", "list", "patch", "delete"]),
-        ("", "configmaps"): sorted(["create", "get"]),
+        ("", "configmaps"): sorted(["create", "get", "list"]),
         ("", "services"): sorted(["create", "get", "list", "delete"]),
     }
     kinds = {o["kind"] for o in render(runtime=MULTI_NODE)}

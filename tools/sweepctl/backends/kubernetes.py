@@ -48,7 +48,13 @@ from sweepctl.backends import (
     Work,
     trials_in_git,
 )
-from sweepctl.clients.kube_api import KubeApi, KubeConflict, RetryPolicy
+from sweepctl.clients.kube_api import (
+    KubeApi,
+    KubeConflict,
+    KubeForbidden,
+    KubeNotFound,
+    RetryPolicy,
+)
 from sweepctl.clients.mlflow_store import safe_uri
 from sweepctl.errors import KubernetesError
 from sweepctl.render.kubernetes import config_data_hash, owned_by
@@ -165,7 +171,7 @@ class KubernetesBackend:
         self._seen: dict[tuple[str, str], dict[str, Any]] = {}
         # (namespace, kind) -> name -> sweepctl's ConfigMaps/Services as listed once, for
         # the kept Jobs whose owned objects submit checks (a list, not a 409 per Job)
-        self._owned: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._owned: dict[tuple[str, str], dict[str, dict[str, Any]] | None] = {}
 
     @property
     def requests(self) -> int:
@@ -385,7 +391,7 @@ class KubernetesBackend:
         try:
             for manifest in owned:
                 kind = str(manifest["kind"])
-                existing = self._listed_owned(namespace, kind).get(manifest["metadata"]["name"])
+                existing = self._existing_owned(namespace, kind, manifest["metadata"]["name"])
                 if existing is not None and _same_owned(existing, manifest, expected):
                     continue
                 if kind == "ConfigMap" and expected and config_data_hash(manifest) != expected:
@@ -400,13 +406,24 @@ class KubernetesBackend:
             return TrialResult(unit.trial_id, unit.name, Outcome.FAILED, str(exc.args[0]))
         return None
 
-    def _listed_owned(self, namespace: str, kind: str) -> dict[str, dict[str, Any]]:
+    def _existing_owned(self, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The object as listed once per namespace and kind; read alone when the Role
+        may not list it (a deploy/rbac.yaml from before ConfigMaps were listed)."""
         key = (namespace, kind)
         if key not in self._owned:
-            self._owned[key] = {
-                str((obj.get("metadata") or {}).get("name")): obj
-                for obj in self.api.list_objects(namespace, kind, ALL_OURS)}
-        return self._owned[key]
+            try:
+                self._owned[key] = {
+                    str((obj.get("metadata") or {}).get("name")): obj
+                    for obj in self.api.list_objects(namespace, kind, ALL_OURS)}
+            except KubeForbidden:
+                self._owned[key] = None
+        listed = self._owned[key]
+        if listed is not None:
+            return listed.get(name)
+        try:
+            return self.api.read(namespace, kind, name)
+        except KubeNotFound:
+            return None
 
     def _unrecoverable(self, namespace: str, unit: Unit, why: str) -> TrialResult:
         return TrialResult(unit.trial_id, unit.name, Outcome.FAILED,
