@@ -51,8 +51,10 @@ def test_the_file_names_the_store_without_its_credentials(tmp_path: Path) -> Non
     [path] = tmp_path.iterdir()
     assert "s3cret" not in path.read_text() and "s3cret" not in path.name
     assert index_cache.read(tmp_path, uri) is not None
-    # another store (or the same host with another user) never reads this one's runs
-    assert index_cache.read(tmp_path, "https://mlflow.internal") is None
+    # rotated credentials keep the file (nothing in its name or content to guess them
+    # from); another store never reads this one's runs
+    assert index_cache.read(tmp_path, "https://bot:rotated@mlflow.internal") is not None
+    assert index_cache.read(tmp_path, "https://mlflow.other") is None
 
 
 def test_a_file_that_is_not_ours_is_ignored(tmp_path: Path) -> None:
@@ -61,7 +63,11 @@ def test_a_file_that_is_not_ours_is_ignored(tmp_path: Path) -> None:
     assert index_cache.write(tmp_path, Snapshot(URI, 1, 1, (run,)))
     path = index_cache.cache_file(tmp_path, URI)
     good = path.read_text()
-    for broken in ("{", "[]", good.replace('"version":1', '"version":99'),
+    data = json.loads(good)
+    for broken in ("{", "[]", json.dumps({**data, "version": 99}),
+                   json.dumps({**data, "full_at": 2}),            # a full scan after it
+                   good.replace('"taken_at":1', '"taken_at":Infinity'),
+                   good.replace('"runs":[', '"runs":' + "[" * 100_000, 1),
                    good.replace('"eval_loss":3.14', '"eval_loss":"x3.14'),
                    good.replace('"tags":{', '"tags":[{').replace('}},"start', '}],"start'),
                    json.dumps({**json.loads(good), "runs": [{"run_id": "r"}]})):

@@ -219,17 +219,51 @@ def test_a_run_whose_pod_clock_is_behind_is_still_found(
     assert index.source == "cached" and index.finished("t9").run_id == late
 
 
-@pytest.mark.parametrize("why", ["a day old", "clock went back", "parents never read"])
+@pytest.mark.parametrize("why", ["a day old", "clock went back", "parents never read",
+                                 "experiments not recorded"])
 def test_a_snapshot_that_cannot_be_refreshed_makes_a_full_scan(
         aged_store: tuple[MlflowClient, MlflowStore, str, int], why: str) -> None:
     client, store, eid, t0 = aged_store
     _run(client, eid, "sweep", "old0", "FINISHED", t0 - 3 * HOUR)
     _, snapshot = scan_cached(store, None, now=t0)
-    now, with_parents = {"a day old": (t0 + 24 * HOUR, False),
-                         "clock went back": (t0 - 60_000, False),
-                         "parents never read": (t0 + 60_000, True)}[why]
-    index, kept = scan_cached(store, snapshot, now=now, with_parents=with_parents)
+    now = {"a day old": t0 + 24 * HOUR, "clock went back": t0 - 60_000}.get(why, t0 + 60_000)
+    if why == "parents never read":
+        snapshot = replace(snapshot, parents=None)
+    if why == "experiments not recorded":
+        snapshot = replace(snapshot, experiment_ids=None)
+    index, kept = scan_cached(store, snapshot, now=now)
     assert index.source == "full" and kept.full_at == now
+
+
+def test_the_runs_of_an_experiment_the_snapshot_did_not_know_are_read(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    """An MLflow experiment deleted at the last scan and restored since holds old runs
+    no time filter finds: a refresh reads every run of an experiment it did not know."""
+    client, store, _, t0 = aged_store
+    other = client.create_experiment("team/restored")
+    finished = _run(client, other, "sweep", "r1", "FINISHED", t0 - 5 * HOUR)
+    client.delete_experiment(other)
+    _, snapshot = scan_cached(store, None, now=t0)
+    client.restore_experiment(other)
+    index, kept = scan_cached(store, snapshot, now=t0 + 60_000)
+    assert index.source == "cached" and index.finished("r1").run_id == finished
+    assert other in (kept.experiment_ids or ())
+
+
+def test_a_deleted_parent_of_an_experiment_in_git_is_gone_at_once(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    """Launch nests new trials under the sweep's parent run: one deleted in MLflow must
+    not be found in the kept index (a new parent is made instead)."""
+    client, store, eid, t0 = aged_store
+    parent = client.create_run(eid, start_time=t0 - 3 * HOUR, tags={
+        "sweepctl.experiment": "sweep", "sweepctl.role": "sweep"}).info.run_id
+    client.set_terminated(parent, end_time=t0 - 3 * HOUR)
+    scopes = [Scope("team/sweep", "sweep", ("t0",))]
+    first, snapshot = scan_cached(store, None, now=t0, scopes=scopes)
+    assert first.parent("team/sweep", "sweep") == parent
+    client.delete_run(parent)
+    index, _ = scan_cached(store, snapshot, now=t0 + 60_000, scopes=scopes)
+    assert index.source == "cached" and index.parent("team/sweep", "sweep") is None
 
 
 def test_launch_keeps_the_index_and_the_next_one_sees_what_finished_since(
@@ -264,3 +298,50 @@ def test_launch_keeps_the_index_and_the_next_one_sees_what_finished_since(
     assert first[trials[0].trial_id] != Outcome.REUSED
     assert second[trials[0].trial_id] == Outcome.REUSED
     assert read_first >= 40 > read_second
+
+
+def _reconcile(folders: list[Path], uri: str, root: Path) -> dict[str, Outcome]:
+    workspace = Workspace(env_tracking_uri=uri, index_cache=Path(".sweepctl") / "index")
+    report = launch(folders, LaunchOptions(backend="local", dry_run=True, tracking_uri=uri,
+                                           state_dir=root / ".sweepctl"),
+                    workspace=workspace)
+    return {r.trial_id: r.outcome for e in report.experiments for r in e.results}
+
+
+def test_a_snapshot_committed_to_git_is_never_read(tmp_path: Path) -> None:
+    """A merged commit can carry .sweepctl/index/ (git add -f): a forged snapshot saying
+    "no runs, just scanned" would hide every FINISHED run older than an hour, and launch
+    would train them all again. A file git tracks is not the command's own: ignored."""
+    import subprocess
+
+    from sweepctl.clients import index_cache
+    from sweepctl.clients.index_cache import Snapshot
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    folders = copies(tmp_path, 20)
+    client = MlflowClient(uri)
+    experiment, trials = trials_of(folders[3])
+    eid = client.create_experiment(experiment.mlflow_experiment)
+    done = _run(client, eid, experiment.name, trials[0].trial_id, "FINISHED",
+                int(time.time() * 1000) - 3 * HOUR)
+    now = int(time.time() * 1000)
+    forged = Snapshot(MlflowStore(uri).tracking_uri, taken_at=now, full_at=now, runs=(),
+                      parents=(), experiment_ids=tuple(MlflowStore(uri).experiment_ids()
+                                                       .values()))
+    assert index_cache.write(tmp_path / ".sweepctl" / "index", forged)
+    for args in (["init", "-q"], ["add", "-f", "."],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True)
+    assert _reconcile(folders, uri, tmp_path)[trials[0].trial_id] == Outcome.REUSED, done
+
+
+def test_a_symlinked_index_folder_is_not_written_through(tmp_path: Path) -> None:
+    """.sweepctl committed as a symlink would send every run's params and metrics where
+    it points: the index is then simply not kept."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    folders = copies(tmp_path, 20)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / ".sweepctl").symlink_to(elsewhere)
+    _reconcile(folders, uri, tmp_path / "state")
+    assert list(elsewhere.iterdir()) == []

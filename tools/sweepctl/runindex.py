@@ -210,7 +210,8 @@ def _full(store: MlflowStore, ids: Mapping[str, str], with_parents: bool,
     parents = (list(store.search(ids.values(), role_filter("sweep"))) if ids else []
                ) if with_parents else None
     snapshot = Snapshot(store.tracking_uri, taken_at=now, full_at=now, runs=tuple(runs),
-                        parents=None if parents is None else tuple(parents))
+                        parents=None if parents is None else tuple(parents),
+                        experiment_ids=tuple(sorted(ids.values())))
     index = RunIndex.from_runs(store.tracking_uri, runs, parents or (), ids)
     index.with_parents, index.source = with_parents, "full"
     index.runs_read = len(runs) + len(parents or ())
@@ -227,58 +228,70 @@ CLOCK_SLACK_MS = 3_600_000
 
 
 def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
-                scopes: Sequence[Scope] = (), with_parents: bool = False
-                ) -> tuple[RunIndex, Snapshot]:
-    """The index of every trial run, as ``scan`` would read it, from the last scan's
-    snapshot plus what changed since: the runs started or ended since it was taken, and,
+                scopes: Sequence[Scope] = ()) -> tuple[RunIndex, Snapshot]:
+    """The index of every trial run and sweep parent, as ``scan`` would read them, from the
+    last scan's snapshot plus what changed since: the runs started or ended since it was
+    taken, every run of an MLflow experiment it did not know (new, or restored), and,
     read again by run id, every run it holds that can still change (RUNNING, SCHEDULED) or
     that this command decides on (the ``scopes``, the experiments in git: every run of
-    their trial ids, and every run of the experiment itself, tpe's proposals included).
-    A full scan when there is no snapshot, or it is a day old, or it lacks the parents.
+    their trial ids, every run and the parent of the experiment itself, tpe's proposals
+    included). A full scan when there is no usable snapshot or it is a day old.
     Returns the index and the snapshot to keep for the next command."""
     ids = store.experiment_ids()
     before = store.runs_read
     if previous is None or now - previous.full_at >= FULL_SCAN_EVERY_MS \
-            or now < previous.taken_at or (with_parents and previous.parents is None):
-        return _full(store, ids, with_parents, now)
+            or now < previous.taken_at or previous.parents is None \
+            or previous.experiment_ids is None:
+        return _full(store, ids, True, now)
     live = set(ids.values())
+    unknown = live - set(previous.experiment_ids)
     since = previous.taken_at - CLOCK_SLACK_MS
     trial_ids = {trial_id for scope in scopes for trial_id in scope.trial_ids}
     own = {(ids.get(scope.mlflow_experiment), scope.experiment) for scope in scopes}
 
-    def decides(run: RunRecord) -> bool:
-        return run.trial_id in trial_ids or (
-            run.experiment_id, run.tags.get(TAG_EXPERIMENT)) in own
+    def of_own(run: RunRecord) -> bool:
+        return (run.experiment_id, run.tags.get(TAG_EXPERIMENT)) in own
 
-    runs = _refreshed(store, live, [r for r in previous.runs if r.experiment_id in live],
-                      role_filter("trial"), since, decides)
-    parents = None
-    if previous.parents is not None:
-        parents = _refreshed(store, live, [r for r in previous.parents
-                                           if r.experiment_id in live],
-                             role_filter("sweep"), since, lambda run: False)
+    def decides(run: RunRecord) -> bool:
+        return run.trial_id in trial_ids or of_own(run)
+
+    runs = _refreshed(store, _Refresh(live, unknown, since, role_filter("trial")),
+                      previous.runs, decides)
+    parents = _refreshed(store, _Refresh(live, unknown, since, role_filter("sweep")),
+                         previous.parents, of_own)
     snapshot = Snapshot(store.tracking_uri, taken_at=now, full_at=previous.full_at,
-                        runs=tuple(runs.values()),
-                        parents=None if parents is None else tuple(parents.values()))
-    index = RunIndex.from_runs(store.tracking_uri, runs.values(),
-                               parents.values() if parents else (), ids)
-    index.with_parents, index.source = parents is not None, "cached"
+                        runs=tuple(runs.values()), parents=tuple(parents.values()),
+                        experiment_ids=tuple(sorted(live)))
+    index = RunIndex.from_runs(store.tracking_uri, runs.values(), parents.values(), ids)
+    index.with_parents, index.source = True, "cached"
     index.runs_read = store.runs_read - before
     return index, snapshot
 
 
-def _refreshed(store: MlflowStore, experiment_ids: set[str], cached: Sequence[RunRecord],
-               role: str, since: int, decides: Callable[[RunRecord], bool]
-               ) -> dict[str, RunRecord]:
+@dataclass(frozen=True)
+class _Refresh:
+    live: set[str]        # the MLflow experiment ids not deleted
+    unknown: set[str]     # those the snapshot did not know: every run of theirs is read
+    since: int            # runs started or ended at or after this (ms) are read
+    role: str             # the role filter (trial runs or sweep parents)
+
+
+def _refreshed(store: MlflowStore, refresh: _Refresh, cached: Sequence[RunRecord],
+               decides: Callable[[RunRecord], bool]) -> dict[str, RunRecord]:
     """run id -> run: the cached runs brought up to date (see scan_cached)."""
-    runs = {r.run_id: r for r in cached}
+    runs = {r.run_id: r for r in cached if r.experiment_id in refresh.live
+            and r.experiment_id not in refresh.unknown}
     changed: dict[str, RunRecord] = {}
-    for attribute in ("start_time", "end_time"):
-        for run in store.search(experiment_ids, f"{role} and attributes.{attribute} >= {since}"):
+    if refresh.unknown:
+        for run in store.search(refresh.unknown, refresh.role):
             changed[run.run_id] = run
-    recheck = {run_id for run_id, run in runs.items() if run_id not in changed and (
-        run.status in RUNNING_STATES or decides(run))}
-    now = store.runs_by_id(experiment_ids, recheck)
+    for attribute in ("start_time", "end_time"):
+        for run in store.search(refresh.live, f"{refresh.role} and "
+                                              f"attributes.{attribute} >= {refresh.since}"):
+            changed[run.run_id] = run
+    recheck = {run_id: run.experiment_id or "" for run_id, run in runs.items()
+               if run_id not in changed and (run.status in RUNNING_STATES or decides(run))}
+    now = store.runs_by_id(recheck)
     for run_id in recheck:  # one gone from the answer was deleted
         if run_id in now:
             runs[run_id] = now[run_id]

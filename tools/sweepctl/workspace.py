@@ -247,19 +247,33 @@ class Workspace:
     def _full_index(self, store: Any, with_parents: bool) -> RunIndex:
         """Every trial run of the store: from the kept snapshot and what changed since
         when there is one (runindex.scan_cached), then the snapshot kept for the next."""
-        if self.index_cache is None:
+        folder = self._index_folder()
+        if folder is None:
             return scan(store, with_parents=with_parents)
-        folder = self.index_cache
-        if not folder.is_absolute():
-            roots = [repo_root(r.path) for r in self.resolved]
-            folder = (roots[0] if roots else self.cwd) / folder
         previous = None if self.full_scan else index_cache.read(folder, store.tracking_uri)
         scopes = [Scope(r.experiment.mlflow_experiment, r.name, tuple(r.trial_ids))
-                  for r in self.resolved]
+                  for r in self.resolved if r.tracking_uri == store.tracking_uri]
         index, snapshot = scan_cached(store, previous, now=int(self.clock() * 1000),
-                                      scopes=scopes, with_parents=with_parents)
+                                      scopes=scopes)
         index_cache.write(folder, snapshot)
         return index
+
+    def _index_folder(self) -> Path | None:
+        """Where the run index is kept, None: not kept. A relative folder is the repo's
+        (``.sweepctl/index``): refused when a commit could have planted it, as a symlink
+        on the way (the write would land elsewhere) or as files git tracks (a forged
+        snapshot would hide runs from launch)."""
+        if self.index_cache is None:
+            return None
+        if self.index_cache.is_absolute():
+            return self.index_cache
+        roots = [repo_root(r.path) for r in self.resolved]
+        root = roots[0] if roots else self.cwd
+        if not index_cache.safe_under(root, self.index_cache):
+            return None
+        from sweepctl.clients.gitrepo import tracked
+
+        return None if tracked(root, self.index_cache) else root / self.index_cache
 
     def index_for(self, resolved: ResolvedExperiment) -> RunIndex:
         return self.run_index(resolved.require_tracking_uri())

@@ -41,6 +41,17 @@ def read_file_at(repo: Any, ref: str, relative_path: str) -> bytes | None:
     return data
 
 
+def tracked(root: Path, relative: Path) -> bool:
+    """Whether git tracks anything at or under ``root/relative`` (outside a repository,
+    or when git cannot tell: no)."""
+    import git
+
+    try:
+        return bool(open_repo(root).git.ls_files("--", str(root / relative)).strip())
+    except (GitError, git.GitCommandError):
+        return False
+
+
 def head_sha(path: Path) -> str | None:
     try:
         repo = open_repo(path)

@@ -2,10 +2,12 @@
 saw, so the next reconcile asks MLflow only for what changed since (see runindex).
 
 One JSON file per tracking store under the cache folder (``.sweepctl/index/`` by
-default), named by a hash of the URI; the URI itself is stored without userinfo. The file
-is only ever a shortcut: one that is missing, unreadable, of another version, for
-another store, or a symlink is ignored (the command makes a full scan and writes a fresh
-one), and a failed write loses nothing but the next command's head start. Written to a
+default), named by a hash of the URI without userinfo (the URI is stored that way too:
+no password or token, and rotating one keeps the file; the same server under another
+user name shares it). The file is only ever a shortcut: one
+that is missing, unreadable, of another version, for another store, with impossible
+times, or a symlink is ignored (the command makes a full scan and writes a fresh one),
+and a failed write loses nothing but the next command's head start. Written to a
 temporary file in the same folder and renamed over the old one, so a reader never sees
 half a file and a symlink in its place is replaced, never followed.
 """
@@ -18,13 +20,13 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from sweepctl.clients.mlflow_store import TAG_TRIAL, TAG_TRIAL_ID, RunRecord, safe_uri
 
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,18 @@ class Snapshot:
     full_at: int        # when the last full scan (every run read) began
     runs: tuple[RunRecord, ...]
     parents: tuple[RunRecord, ...] | None = None  # None: the sweeps' parents not read
+    # the MLflow experiments it covers (a refresh reads every run of any other)
+    experiment_ids: tuple[str, ...] | None = None
 
 
 def cache_file(folder: Path, tracking_uri: str) -> Path:
-    digest = hashlib.sha256(tracking_uri.encode("utf-8")).hexdigest()[:24]
+    digest = hashlib.sha256(safe_uri(tracking_uri).encode("utf-8")).hexdigest()[:24]
     return folder / f"runs-{digest}.json"
 
 
 def _record_data(run: RunRecord) -> dict[str, Any]:
-    return {"run_id": run.run_id, "status": run.status, "params": dict(run.params),
-            "metrics": dict(run.metrics), "tags": dict(run.tags),
-            "start_time": run.start_time, "end_time": run.end_time,
-            "experiment_id": run.experiment_id, "metric_steps": dict(run.metric_steps)}
+    data = {f.name: getattr(run, f.name) for f in fields(RunRecord)}
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
 def _strings(value: Any) -> dict[str, str]:
@@ -80,6 +82,17 @@ def _records(items: Any) -> tuple[RunRecord, ...]:
     return tuple(_record(item) for item in items)
 
 
+def safe_under(root: Path, relative: Path) -> bool:
+    """No part of ``root/relative`` below ``root`` is a symlink (missing parts are fine:
+    they are created as folders)."""
+    path = root
+    for part in relative.parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+    return True
+
+
 def read(folder: Path, tracking_uri: str) -> Snapshot | None:
     """The snapshot of this store, or None when there is none usable."""
     path = cache_file(folder, tracking_uri)
@@ -90,12 +103,24 @@ def read(folder: Path, tracking_uri: str) -> Snapshot | None:
         if not isinstance(data, dict) or data.get("version") != VERSION \
                 or data.get("tracking_uri") != safe_uri(tracking_uri):
             return None
+        taken_at, full_at = int(data["taken_at"]), int(data["full_at"])
+        if not 0 <= full_at <= taken_at:
+            return None
         parents = data.get("parents")
-        return Snapshot(tracking_uri=tracking_uri, taken_at=int(data["taken_at"]),
-                        full_at=int(data["full_at"]), runs=_records(data["runs"]),
-                        parents=None if parents is None else _records(parents))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return Snapshot(tracking_uri=tracking_uri, taken_at=taken_at, full_at=full_at,
+                        runs=_records(data["runs"]),
+                        parents=None if parents is None else _records(parents),
+                        experiment_ids=None if data.get("experiment_ids") is None
+                        else _ids(data["experiment_ids"]))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, OverflowError,
+            RecursionError):
         return None
+
+
+def _ids(items: Any) -> tuple[str, ...]:
+    if not isinstance(items, list):
+        raise ValueError("not a list")
+    return tuple(str(item) for item in items)
 
 
 def write(folder: Path, snapshot: Snapshot) -> bool:
@@ -104,7 +129,9 @@ def write(folder: Path, snapshot: Snapshot) -> bool:
     data = {"version": VERSION, "tracking_uri": safe_uri(snapshot.tracking_uri),
             "taken_at": snapshot.taken_at, "full_at": snapshot.full_at,
             "runs": [_record_data(r) for r in snapshot.runs],
-            "parents": None if parents is None else [_record_data(r) for r in parents]}
+            "parents": None if parents is None else [_record_data(r) for r in parents],
+            "experiment_ids": None if snapshot.experiment_ids is None
+            else list(snapshot.experiment_ids)}
     path = cache_file(folder, snapshot.tracking_uri)
     temporary = None
     try:

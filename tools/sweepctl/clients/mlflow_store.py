@@ -211,16 +211,17 @@ class MlflowStore:
                 if not token:
                     break
 
-    def runs_by_id(self, experiment_ids: Collection[str],
-                   run_ids: Collection[str]) -> dict[str, RunRecord]:
-        """run id -> its run now, for those of ``run_ids`` that still exist (not deleted)
-        in these experiments: one request per 500 runs (per 500 experiments)."""
-        wanted = sorted(set(run_ids))
+    def runs_by_id(self, wanted: Mapping[str, str]) -> dict[str, RunRecord]:
+        """run id -> its run now, for those of ``wanted`` (run id -> its experiment id)
+        that still exist (not deleted): one request per 500 runs, each asking only the
+        experiments of its own runs."""
+        ordered = sorted(wanted.items(), key=lambda item: (item[1], item[0]))
         found: dict[str, RunRecord] = {}
-        for start in range(0, len(wanted), RUN_IDS_PER_SEARCH):
-            chunk = wanted[start:start + RUN_IDS_PER_SEARCH]
-            quoted = ", ".join(f"'{_quote(run_id)}'" for run_id in chunk)
-            for run in self.search(experiment_ids, f"attributes.run_id IN ({quoted})"):
+        for start in range(0, len(ordered), RUN_IDS_PER_SEARCH):
+            chunk = ordered[start:start + RUN_IDS_PER_SEARCH]
+            quoted = ", ".join(f"'{_quote(run_id)}'" for run_id, _ in chunk)
+            for run in self.search({experiment for _, experiment in chunk},
+                                   f"attributes.run_id IN ({quoted})"):
                 found[run.run_id] = run
         return found
 
