@@ -81,7 +81,7 @@ def figure(experiment: str, histories: Mapping[str, History], objective: str,
     handles, labels = legend_on.get_legend_handles_labels()
     legend_on.legend(handles[:MAX_LEGEND], labels[:MAX_LEGEND], fontsize=7)
     fig.suptitle(f"{legend_label(experiment)}: learning curves", fontsize=10)
-    fig.tight_layout()
+    pngfile.set_margins(fig, left=0.75, right=0.2, bottom=0.5, top=0.6, gap=0.85)
     return fig
 
 

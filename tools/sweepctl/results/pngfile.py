@@ -49,6 +49,19 @@ def save_png(figure: Figure, folder: Path, file_name: str,
     return path
 
 
+def set_margins(figure: Figure, *, left: float, right: float, bottom: float, top: float,
+                gap: float = 0.0) -> None:
+    """Fixed margins in inches (``gap``: between side-by-side panels). ``tight_layout``
+    would fit them to the drawn text, but it draws the figure once more to measure it: it
+    was half of each PNG's cost, and a first report of 1,000 experiments draws 2,000."""
+    width, height = figure.get_size_inches()
+    columns = max(1, len(figure.axes))
+    panel = (width - left - right - gap * (columns - 1)) / columns
+    figure.subplots_adjust(left=left / width, right=1 - right / width,
+                           bottom=bottom / height, top=1 - top / height,
+                           wspace=gap / panel if panel > 0 else 0.2)
+
+
 def source_key(data: object) -> str:
     """A short name for what a plot is drawn from (JSON-able data): kept in the PNG by
     save_png(description=...), it lets a report skip drawing the same picture again."""

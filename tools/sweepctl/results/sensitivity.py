@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweepctl.results.compare import Comparison, Row
-from sweepctl.results.pngfile import read_description, save_png, source_key
+from sweepctl.results.pngfile import read_description, save_png, set_margins, source_key
 from sweepctl.values import format_value
 
 if TYPE_CHECKING:
@@ -167,5 +167,5 @@ def _plot(comparison: Comparison, parameter: str, points: Sequence[Point]) -> Fi
     axes.set_xlabel(parameter)
     axes.set_ylabel(f"{comparison.metric} (mean ± std)")
     axes.set_title(f"{comparison.experiment}: {comparison.metric} vs {parameter}", fontsize=9)
-    figure.tight_layout()
+    set_margins(figure, left=0.8, right=0.15, bottom=0.55, top=0.35)
     return figure
