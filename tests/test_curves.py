@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from matplotlib import image
+from pytest_httpserver import HTTPServer
 from sweepctl.errors import SweepctlError
 from sweepctl.results.curves import (
     CURVES_FILE,
@@ -18,6 +21,7 @@ from sweepctl.results.curves import (
     series,
     write_curves,
 )
+from werkzeug import Request, Response
 
 HISTORIES = {
     "baseline": {"loss": [(5, 7.6), (10, 7.2), (15, 6.9)], "eval_loss": [(15, 7.1)]},
@@ -115,15 +119,15 @@ def test_report_notes_writes_the_curves_from_mlflow_and_links_them(
     client = MlflowClient(mlflow_server)
     ids = [log_trial(client, experiment, trial, metrics=result(ev, 10.0))
            for trial, ev in zip(trials, (0.45, 0.39, 0.41), strict=True)]
-    # one call per run and metric, the step order kept (log_trial logs loss at steps 1-3)
+    # one bulk request per metric for both runs, the step order kept (log_trial logs
+    # loss at steps 1-3); a run id asked twice is fetched once
     store = MlflowStore(mlflow_server)
-    histories = store.metric_histories({"baseline": ids[0], "r16-a32": ids[1]},
-                                       ["loss", "eval_loss"])
-    assert store.calls["get_metric_history"] == 4
-    assert [step for step, _ in sorted(histories["baseline"]["loss"])] == [1, 2, 3]
-    assert histories["r16-a32"]["eval_loss"] == [(3, 0.39)]
-    assert len(MlflowStore(mlflow_server).metric_histories(
-        {f"t{i}": ids[0] for i in range(5)}, ["loss"], max_runs=2)) == 2
+    histories = store.metric_histories([ids[0], ids[1], ids[0]], ["loss", "eval_loss"])
+    assert store.calls["get_metric_history_bulk_interval"] == 2
+    assert store.calls["get_metric_history"] == 0
+    assert [step for step, _ in sorted(histories[ids[0]]["loss"])] == [1, 2, 3]
+    assert histories[ids[1]]["eval_loss"] == [(3, 0.39)]
+    assert list(histories) == [ids[0], ids[1]]
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
@@ -153,18 +157,94 @@ def test_the_curves_are_drawn_again_only_when_their_runs_change(
     def again() -> tuple[int, bytes]:
         workspace = Workspace(env_tracking_uri=mlflow_server)
         assert report(workspace, [folder], ReportRequest(notes=True), None).ok
-        return (workspace.mlflow_calls("get_metric_history"),
+        return (workspace.mlflow_calls("get_metric_history_bulk_interval")
+                + workspace.mlflow_calls("get_metric_history"),
                 (folder / "plots" / CURVES_FILE).read_bytes())
 
     first_calls, first_png = again()
-    assert first_calls == 4                       # 2 runs x (loss, eval_loss)
+    assert first_calls == 2                       # (loss, eval_loss) for both runs
     calls, png = again()
     assert calls == 0 and png == first_png
     log_trial(client, experiment, trials[2], metrics=result(0.41, 10.0))
     calls, png = again()
-    assert calls == 6 and png != first_png        # a third run: drawn again
+    assert calls == 2 and png != first_png        # a third run: drawn again
     (folder / "plots" / CURVES_FILE).write_bytes(first_png)  # a PR put back an old one
-    assert again()[0] == 6
+    assert again()[0] == 2
+
+
+def _runs_with_loss(client: Any, experiment_id: str, count: int, steps: int = 3
+                    ) -> list[str]:
+    from mlflow.entities import Metric
+
+    ids = []
+    for i in range(count):
+        run_id = client.create_run(experiment_id, run_name=f"t{i}").info.run_id
+        client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (step + i + 1), 0, step)
+                                          for step in range(1, steps + 1)])
+        ids.append(run_id)
+    return ids
+
+
+def test_histories_are_one_request_per_hundred_runs_each_thinned_by_the_server(
+        mlflow_server: str) -> None:
+    """101 runs (one with 2,000 steps): two bulk requests, and the long run comes back
+    as at most max_points points, its first and last steps kept."""
+    from mlflow.tracking import MlflowClient
+    from sweepctl.clients.mlflow_store import HISTORY_RUNS_PER_REQUEST, MlflowStore
+
+    client = MlflowClient(mlflow_server)
+    eid = client.create_experiment("curves-bulk")
+    ids = _runs_with_loss(client, eid, HISTORY_RUNS_PER_REQUEST) + _runs_with_loss(
+        client, eid, 1, steps=2000)
+    store = MlflowStore(mlflow_server)
+    histories = store.metric_histories(ids, ["loss"], max_points=50)
+    assert store.calls["get_metric_history_bulk_interval"] == 2
+    assert store.calls["get_metric_history"] == 0
+    assert [step for step, _ in histories[ids[7]]["loss"]] == [1, 2, 3]
+    long = sorted(step for step, _ in histories[ids[-1]]["loss"])
+    assert len(long) <= 50 and long[0] == 1 and long[-1] == 2000
+
+
+def test_a_local_store_reads_each_history_in_full(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+    from sweepctl.clients.mlflow_store import MlflowStore
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    ids = _runs_with_loss(client, client.create_experiment("curves-local"), 2, steps=600)
+    store = MlflowStore(uri)
+    histories = store.metric_histories(ids, ["loss", "eval_loss"])
+    assert store.calls["get_metric_history"] == 4        # 2 runs x 2 metrics
+    assert store.calls["get_metric_history_bulk_interval"] == 0
+    assert len(histories[ids[1]]["loss"]) == 600 and histories[ids[1]]["eval_loss"] == []
+
+
+def test_a_server_without_the_bulk_endpoint_is_asked_per_run_and_only_once_in_bulk(
+        httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MLflow server older than GetMetricHistoryBulkInterval answers 404: the store
+    falls back to get_metric_history per run, and does not try the bulk endpoint again."""
+    from sweepctl.clients.mlflow_store import HISTORY_ENDPOINT, MlflowStore
+
+    bulk = httpserver.expect_request(HISTORY_ENDPOINT)
+    bulk.respond_with_data("Not Found", status=404)
+
+    def history(request: Request) -> Response:   # what an old server's get-history says
+        value = 0.5 - int(request.args["run_id"][1:]) / 10
+        return Response(json.dumps({"metrics": [{"key": request.args["metric_key"],
+                                                 "value": value, "timestamp": 0, "step": 7}]}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/api/2.0/mlflow/metrics/get-history").respond_with_handler(
+        history)
+    store = MlflowStore(httpserver.url_for("/").rstrip("/"))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr("sweepctl.clients.mlflow_store.HISTORY_RUNS_PER_REQUEST", 2)
+    histories = store.metric_histories(["r0", "r1", "r2"], ["loss"])
+    assert histories == {"r0": {"loss": [(7, 0.5)]}, "r1": {"loss": [(7, 0.4)]},
+                         "r2": {"loss": [(7, 0.3)]}}
+    assert store.calls["get_metric_history_bulk_interval"] == 1   # the 2nd chunk: per run
+    assert store.calls["get_metric_history"] == 3
+    assert sum(1 for request, _ in httpserver.log if request.path == HISTORY_ENDPOINT) == 1
 
 
 def test_the_source_key_is_read_back_only_from_a_real_png(tmp_path: Path) -> None:

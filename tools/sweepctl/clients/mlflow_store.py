@@ -27,6 +27,11 @@ PAGE_SIZE = 1000
 EXPERIMENTS_PER_SEARCH = 500
 # run ids per `attributes.run_id IN (...)` search: one page of results at most
 RUN_IDS_PER_SEARCH = 500
+# GetMetricHistoryBulkInterval: at most 100 runs per request (the server's cap) and, per
+# run, at most HISTORY_POINTS points evenly sampled by the server (its own cap is 2,500)
+HISTORY_ENDPOINT = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
+HISTORY_RUNS_PER_REQUEST = 100
+HISTORY_POINTS = 500
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,20 @@ def _client(tracking_uri: str) -> Any:
         return MlflowClient(tracking_uri=tracking_uri)
     except Exception as exc:  # e.g. a mistyped scheme in MLFLOW_TRACKING_URI
         raise _wrap("open the tracking store", tracking_uri, exc) from exc
+
+
+class _EndpointMissing(Exception):
+    """The tracking server predates GetMetricHistoryBulkInterval."""
+
+
+def _rest_store(client: Any) -> Any | None:
+    """The client's REST store when the tracking URI is a server; None for a local one.
+    MlflowClient exposes no bulk history read, so this is the one place that reaches
+    for its store (pinned mlflow; tests/test_curves.py fails if the attribute moves)."""
+    from mlflow.store.tracking.rest_store import RestStore
+
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    return store if isinstance(store, RestStore) else None
 
 
 def _quote(value: str) -> str:
@@ -142,6 +161,7 @@ class MlflowStore:
         self.runs_read = 0   # runs the searches returned (what grows with the store)
         self.calls: Counter[str] = Counter()   # per client method (search_runs, ...)
         self._client: Any = None
+        self._bulk_history = True   # False once the server said it has no bulk endpoint
 
     @property
     def safe_uri(self) -> str:
@@ -225,17 +245,65 @@ class MlflowStore:
                 found[run.run_id] = run
         return found
 
-    def metric_histories(self, run_ids: Mapping[str, str], metrics: Sequence[str],
-                         max_runs: int = 100) -> dict[str, dict[str, list[tuple[int, float]]]]:
-        """label -> metric -> [(step, value)] for the first ``max_runs`` runs: one
-        get_metric_history per run and metric, so the cost is bounded by the caller."""
-        histories: dict[str, dict[str, list[tuple[int, float]]]] = {}
-        for label, run_id in list(run_ids.items())[:max_runs]:
-            histories[label] = {
-                metric: [(int(m.step), float(m.value)) for m in self._call(
-                    "read a metric history", "get_metric_history", run_id, metric)]
-                for metric in metrics}
+    def metric_histories(self, run_ids: Sequence[str], metrics: Sequence[str],
+                         max_points: int = HISTORY_POINTS
+                         ) -> dict[str, dict[str, list[tuple[int, float]]]]:
+        """run id -> metric -> [(step, value)] of every run in ``run_ids``.
+
+        From a tracking server: one request per 100 runs and metric (the REST API's
+        GetMetricHistoryBulkInterval, which keeps at most ``max_points`` points of each
+        run, evenly spaced, the first and last included). From a local store, or a
+        server older than that endpoint: one get_metric_history per run and metric,
+        every point."""
+        ordered = list(dict.fromkeys(run_ids))
+        histories: dict[str, dict[str, list[tuple[int, float]]]] = {
+            run_id: {metric: [] for metric in metrics} for run_id in ordered}
+        for metric in metrics:
+            for start in range(0, len(ordered), HISTORY_RUNS_PER_REQUEST):
+                chunk = ordered[start:start + HISTORY_RUNS_PER_REQUEST]
+                for run_id, points in self._histories(chunk, metric, max_points).items():
+                    if run_id in histories:
+                        histories[run_id][metric] = points
         return histories
+
+    def _histories(self, run_ids: Sequence[str], metric: str, max_points: int
+                   ) -> dict[str, list[tuple[int, float]]]:
+        if self._client is None:
+            self._client = _client(self.tracking_uri)
+        store = _rest_store(self._client) if self._bulk_history else None
+        if store is not None:
+            try:
+                return self._bulk_histories(store, run_ids, metric, max_points)
+            except _EndpointMissing:
+                self._bulk_history = False   # an older server: ask per run from now on
+        return {run_id: [(int(m.step), float(m.value)) for m in self._call(
+                    "read a metric history", "get_metric_history", run_id, metric)]
+                for run_id in run_ids}
+
+    def _bulk_histories(self, store: Any, run_ids: Sequence[str], metric: str,
+                        max_points: int) -> dict[str, list[tuple[int, float]]]:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.service_pb2 import GetMetricHistoryBulkInterval
+        from mlflow.utils.proto_json_utils import message_to_json
+        from mlflow.utils.rest_utils import call_endpoint
+
+        self.requests += 1
+        self.calls["get_metric_history_bulk_interval"] += 1
+        body = message_to_json(GetMetricHistoryBulkInterval(
+            run_ids=list(run_ids), metric_key=metric, max_results=max_points))
+        try:
+            response = call_endpoint(store.get_host_creds(), HISTORY_ENDPOINT, "GET", body,
+                                     GetMetricHistoryBulkInterval.Response())
+        except MlflowException as exc:
+            if exc.error_code == "ENDPOINT_NOT_FOUND":
+                raise _EndpointMissing from exc
+            raise _wrap("read metric histories", self.tracking_uri, exc) from exc
+        except Exception as exc:
+            raise _wrap("read metric histories", self.tracking_uri, exc) from exc
+        found: dict[str, list[tuple[int, float]]] = {}
+        for point in response.metrics:
+            found.setdefault(str(point.run_id), []).append((int(point.step), float(point.value)))
+        return found
 
     def create_parent_run(self, experiment_id: str, experiment_name: str,
                           tags: Mapping[str, str]) -> str:

@@ -2,8 +2,9 @@
 the step, one line per trial (issue 13 item 4).
 
 The histories come in as plain data, ``{trial label: {metric: [(step, value), ...]}}``;
-fetching them from MLflow (one bounded ``get_metric_history`` per run and metric) is the
-caller's job, so this module stays pure apart from writing the file.
+fetching them from MLflow (for at most ``MAX_RUNS`` trials, one bulk history request per
+metric from a tracking server) is the caller's job, so this module stays pure apart from
+writing the file.
 
 Decisions:
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 CURVES_FILE = "learning-curves.png"
 LOSS_KEY = "loss"           # the transformers MLflow callback's per-step training loss
 MAX_POINTS = 500
+MAX_RUNS = 100              # trials whose curves are fetched and drawn
 MAX_LEGEND = 20
 LABEL_MAX = 60
 

@@ -78,13 +78,14 @@ def _find_pr(resolved: ResolvedExperiment, github: GitHub) -> int:
 
 def _write_curves(workspace: Workspace, resolved: ResolvedExperiment,
                   comparison: Comparison) -> list[Path]:
-    """plots/learning-curves.png from each trial's first FINISHED run (none: no file).
-    Drawn again only when those runs changed: the histories cost one MLflow request per
-    run and metric, and the hourly report of 1,000 experiments must not pay them again."""
+    """plots/learning-curves.png from each trial's first FINISHED run (none: no file),
+    at most ``curves.MAX_RUNS`` of them. Drawn again only when those runs changed: the
+    histories cost one MLflow request per metric and 100 runs (per run and metric from a
+    local store), and the hourly report of 1,000 experiments must not pay them again."""
     from sweepctl.results import curves
 
-    run_ids = {row.label: row.finished_run_ids[0] for row in comparison.rows
-               if row.in_sweep and row.finished_run_ids}
+    run_ids = dict(list({row.label: row.finished_run_ids[0] for row in comparison.rows
+                         if row.in_sweep and row.finished_run_ids}.items())[:curves.MAX_RUNS])
     if not run_ids or not comparison.tracking_uri:
         return []
     folder = resolved.path / "plots"
@@ -92,7 +93,9 @@ def _write_curves(workspace: Workspace, resolved: ResolvedExperiment,
     key = curves.source_key(run_ids, metrics)
     if curves.drawn_from(folder) == key:
         return [folder / curves.CURVES_FILE]
-    histories = workspace.store(comparison.tracking_uri).metric_histories(run_ids, metrics)
+    by_run = workspace.store(comparison.tracking_uri).metric_histories(
+        list(run_ids.values()), metrics, max_points=curves.MAX_POINTS)
+    histories = {label: by_run[run_id] for label, run_id in run_ids.items()}
     path = curves.write_curves(resolved.name, histories, comparison.metric, folder, key=key)
     return [] if path is None else [path]
 
