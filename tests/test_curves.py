@@ -262,3 +262,61 @@ def test_the_source_key_is_read_back_only_from_a_real_png(tmp_path: Path) -> Non
     (tmp_path / CURVES_FILE).unlink()
     (tmp_path / CURVES_FILE).write_text("not a png")
     assert drawn_from(tmp_path) is None
+
+
+def test_a_report_of_several_experiments_fetches_their_histories_together(
+        tmp_path: Path, mlflow_server: str) -> None:
+    """Two experiments (each its own MLflow experiment) drawn for the first time: one
+    bulk request per metric for both, not one per experiment, and each PNG is its own."""
+    from mlflow.tracking import MlflowClient
+    from mlflow_runs import log_trial, make_experiment, result, trials_of
+    from sweepctl.usecases.report import ReportRequest, report
+    from sweepctl.workspace import Workspace
+
+    client = MlflowClient(mlflow_server)
+    folders = [make_experiment(tmp_path, source=source)[0]
+               for source in ("lora-rank-sweep", "learning-rate-ofat")]
+    for folder, loss in zip(folders, (0.45, 0.61), strict=True):
+        experiment, trials = trials_of(folder)
+        for trial in trials[:2]:
+            log_trial(client, experiment, trial, metrics=result(loss, 10.0))
+    workspace = Workspace(env_tracking_uri=mlflow_server)
+    summary = report(workspace, folders, ReportRequest(notes=True), None)
+    assert summary.ok, [r.error for r in summary.reports]
+    assert all(f"(plots/{CURVES_FILE})" in (folder / "notes.md").read_text()
+               for folder in folders)
+    assert workspace.mlflow_calls("get_metric_history_bulk_interval") == 2  # loss, eval_loss
+    pngs = [(folder / "plots" / CURVES_FILE).read_bytes() for folder in folders]
+    assert pngs[0] != pngs[1]
+
+
+def test_histories_that_cannot_be_read_fail_only_the_experiments_with_curves_to_draw(
+        tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The histories are read before anything is written: an experiment whose curves
+    cannot be fetched is reported as failed with its notes.md and plots/ untouched; one
+    with nothing to draw is written as usual."""
+    from mlflow.tracking import MlflowClient
+    from mlflow_runs import log_trial, make_experiment, result, trials_of
+    from sweepctl.clients.mlflow_store import MlflowStore
+    from sweepctl.errors import MlflowError
+    from sweepctl.usecases.report import ReportRequest, report
+    from sweepctl.workspace import Workspace
+
+    drawn, empty = (make_experiment(tmp_path, source=source)[0]
+                    for source in ("lora-rank-sweep", "learning-rate-ofat"))
+    experiment, trials = trials_of(drawn)
+    log_trial(MlflowClient(mlflow_server), experiment, trials[0],
+              metrics=result(0.45, 10.0))
+    before = (drawn / "notes.md").read_bytes()
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise MlflowError("cannot read metric histories at http://mlflow: 503")
+
+    monkeypatch.setattr(MlflowStore, "metric_histories", unreachable)
+    summary = report(Workspace(env_tracking_uri=mlflow_server), [drawn, empty],
+                     ReportRequest(notes=True), None)
+    errors = {r.experiment: r.error for r in summary.reports}
+    assert errors == {"lora-rank-sweep": "mlflow: cannot read metric histories at "
+                      "http://mlflow: 503", "learning-rate-ofat": None}
+    assert (drawn / "notes.md").read_bytes() == before and not (drawn / "plots").exists()
+    assert [r.notes for r in summary.reports] == [None, "updated"]

@@ -76,43 +76,85 @@ def _find_pr(resolved: ResolvedExperiment, github: GitHub) -> int:
     return number
 
 
-def _write_curves(workspace: Workspace, resolved: ResolvedExperiment,
-                  comparison: Comparison) -> list[Path]:
-    """plots/learning-curves.png from each trial's first FINISHED run (none: no file),
-    at most ``curves.MAX_RUNS`` of them. Drawn again only when those runs changed: the
-    histories cost one MLflow request per metric and 100 runs (per run and metric from a
-    local store), and the hourly report of 1,000 experiments must not pay them again."""
+@dataclass(frozen=True)
+class CurveSource:
+    """What one experiment's plots/learning-curves.png is drawn from: each trial's first
+    FINISHED run (at most ``curves.MAX_RUNS``) and the metrics, named by ``key``."""
+    uri: str
+    folder: Path
+    run_ids: dict[str, str]          # trial label -> run id
+    metrics: tuple[str, ...]
+    key: str
+    drawn: bool                      # the PNG in folder is already drawn from this key
+
+
+# (tracking URI, run id) -> metric -> [(step, value)]
+Histories = dict[tuple[str, str], dict[str, list[tuple[int, float]]]]
+
+
+def curve_source(resolved: ResolvedExperiment, comparison: Comparison) -> CurveSource | None:
     from sweepctl.results import curves
 
     run_ids = dict(list({row.label: row.finished_run_ids[0] for row in comparison.rows
                          if row.in_sweep and row.finished_run_ids}.items())[:curves.MAX_RUNS])
     if not run_ids or not comparison.tracking_uri:
-        return []
+        return None
     folder = resolved.path / "plots"
-    metrics = sorted({curves.LOSS_KEY, comparison.metric})
+    metrics = tuple(sorted({curves.LOSS_KEY, comparison.metric}))
     key = curves.source_key(run_ids, metrics)
-    if curves.drawn_from(folder) == key:
-        return [folder / curves.CURVES_FILE]
-    by_run = workspace.store(comparison.tracking_uri).metric_histories(
-        list(run_ids.values()), metrics, max_points=curves.MAX_POINTS)
-    histories = {label: by_run[run_id] for label, run_id in run_ids.items()}
-    path = curves.write_curves(resolved.name, histories, comparison.metric, folder, key=key)
+    return CurveSource(comparison.tracking_uri, folder, run_ids, metrics, key,
+                       drawn=curves.drawn_from(folder) == key)
+
+
+def fetch_histories(workspace: Workspace, sources: Sequence[CurveSource]) -> Histories:
+    """The histories of every curve in ``sources``, across experiments: one bulk request
+    per metric and 100 runs of the whole command (per run and metric from a local store),
+    so a first report of 1,000 experiments asks MLflow ~runs/50 times, not runs x 2."""
+    from sweepctl.results import curves
+
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for source in sources:
+        for metric in source.metrics:
+            wanted.setdefault((source.uri, metric), []).extend(source.run_ids.values())
+    fetched: Histories = {}
+    for (uri, metric), run_ids in wanted.items():
+        found = workspace.store(uri).metric_histories(run_ids, [metric],
+                                                      max_points=curves.MAX_POINTS)
+        for run_id, by_metric in found.items():
+            fetched.setdefault((uri, run_id), {}).update(by_metric)
+    return fetched
+
+
+def _write_curves(resolved: ResolvedExperiment, comparison: Comparison,
+                  source: CurveSource | None, fetched: Histories) -> list[Path]:
+    """plots/learning-curves.png (no finished run: no file), drawn again only when its
+    source changed: the hourly report of 1,000 experiments must not draw them again."""
+    from sweepctl.results import curves
+
+    if source is None:
+        return []
+    if source.drawn:
+        return [source.folder / curves.CURVES_FILE]
+    histories = {label: fetched[(source.uri, run_id)]
+                 for label, run_id in source.run_ids.items()}
+    path = curves.write_curves(resolved.name, histories, comparison.metric,
+                               source.folder, key=source.key)
     return [] if path is None else [path]
 
 
-def _write_notes(workspace: Workspace, resolved: ResolvedExperiment, comparison: Comparison,
-                 entry: ExperimentReport) -> None:
+def _write_notes(prepared: Prepared, fetched: Histories, entry: ExperimentReport) -> None:
     from sweepctl.clients import notes_file
     from sweepctl.renderers import markdown
     from sweepctl.results import sensitivity
 
+    resolved, comparison = prepared.resolved, prepared.comparison
     table = sensitivity.sensitivity(comparison)
     folder = resolved.path / "plots"
     for parameter, points in table.items():
         if points:  # a plot (or plots/) that is a symlink would write outside the repo
             notes_file.refuse_links(folder / sensitivity.plot_name(parameter))
     plots = sensitivity.write_plots(comparison, table, folder)
-    plots += _write_curves(workspace, resolved, comparison)  # hook: the learning curves
+    plots += _write_curves(resolved, comparison, prepared.curves, fetched)
     block = markdown.notes_block(comparison, table, plots, resolved.path)
     changed = notes_file.write_block(resolved.experiment.notes_path, block)
     entry.notes = "updated" if changed else "unchanged"
@@ -138,44 +180,101 @@ def _post(resolved: ResolvedExperiment, request: ReportRequest, github: GitHub,
                      f"{f' ({result.url})' if result.url else ''}")
 
 
-def report_one(workspace: Workspace, resolved: ResolvedExperiment, request: ReportRequest,
-               github: GitHub | None) -> ExperimentReport:
-    from sweepctl.clients import notes_file
-    from sweepctl.renderers import markdown
+@dataclass(frozen=True)
+class Prepared:
+    """One experiment read and compared, nothing written yet."""
+    resolved: ResolvedExperiment
+    comparison: Comparison
+    curves: CurveSource | None       # with notes: what its learning curves are drawn from
 
-    entry = ExperimentReport(resolved.name)
+
+def prepare(workspace: Workspace, resolved: ResolvedExperiment,
+            request: ReportRequest) -> Prepared:
+    from sweepctl.clients import notes_file
+
     if request.notes:
         notes_file.check_markers(resolved.experiment.notes_path)  # fail before other work
     comparison = compare(workspace, resolved, tolerance=request.tolerance)
-    entry.body = markdown.comment_body(comparison, request.notes_url(resolved))
-    entry.state = markdown.state(comparison)
+    source = curve_source(resolved, comparison) if request.notes else None
+    return Prepared(resolved, comparison, source)
+
+
+def report_one(prepared: Prepared, request: ReportRequest, github: GitHub | None,
+               fetched: Histories) -> ExperimentReport:
+    """Write and post one prepared experiment; ``fetched`` holds its curves' histories."""
+    from sweepctl.renderers import markdown
+
+    resolved = prepared.resolved
+    entry = ExperimentReport(resolved.name)
+    entry.body = markdown.comment_body(prepared.comparison, request.notes_url(resolved))
+    entry.state = markdown.state(prepared.comparison)
     if request.notes:
-        _write_notes(workspace, resolved, comparison, entry)
+        _write_notes(prepared, fetched, entry)
     if github is not None:
         _post(resolved, request, github, entry)
     return entry
 
 
+def _to_draw(prepared: Prepared) -> CurveSource | None:
+    return None if prepared.curves is None or prepared.curves.drawn else prepared.curves
+
+
+def _read_all(workspace: Workspace, folders: Sequence[Path], request: ReportRequest
+              ) -> list[ExperimentReport | Prepared]:
+    """Each experiment prepared, or its error, in the order given. All are resolved
+    before any is compared: the run index scopes its scan by every one of them."""
+    single = len(folders) == 1
+    slots: list[ExperimentReport | ResolvedExperiment] = []
+    for folder in folders:
+        try:
+            slots.append(workspace.resolve(workspace.load(folder)))
+        except SweepctlError as exc:
+            if single:
+                raise
+            slots.append(ExperimentReport(folder.name, error=str(exc)))
+    prepared: list[ExperimentReport | Prepared] = []
+    for slot in slots:
+        if isinstance(slot, ExperimentReport):
+            prepared.append(slot)
+            continue
+        try:
+            prepared.append(prepare(workspace, slot, request))
+        except SweepctlError as exc:
+            if single:
+                raise
+            prepared.append(ExperimentReport(slot.name, error=str(exc)))
+    return prepared
+
+
 def report(workspace: Workspace, folders: Sequence[Path], request: ReportRequest,
            github: GitHub | None) -> ReportSummary:
     """Report every experiment; one that fails is recorded and the others go on (with a
-    single experiment, its error is raised as it is)."""
+    single experiment, its error is raised as it is). Every experiment is read first,
+    then the histories of every curve to draw are fetched together, then each is written."""
+    single = len(folders) == 1
+    slots = _read_all(workspace, folders, request)
+    fetched: Histories = {}
+    fetch_error: SweepctlError | None = None
+    try:
+        fetched = fetch_histories(workspace, [source for slot in slots if isinstance(
+            slot, Prepared) and (source := _to_draw(slot)) is not None])
+    except SweepctlError as exc:
+        if single:
+            raise
+        fetch_error = exc   # the experiments with curves to draw fail; the others go on
     summary = ReportSummary()
-    resolved: list[ResolvedExperiment] = []
-    for folder in folders:
+    for slot in slots:
+        if isinstance(slot, ExperimentReport):
+            summary.reports.append(slot)
+            continue
         try:
-            resolved.append(workspace.resolve(workspace.load(folder)))
+            if fetch_error is not None and _to_draw(slot) is not None:
+                raise fetch_error
+            summary.reports.append(report_one(slot, request, github, fetched))
         except SweepctlError as exc:
-            if len(folders) == 1:
+            if single:
                 raise
-            summary.reports.append(ExperimentReport(folder.name, error=str(exc)))
-    for item in resolved:
-        try:
-            summary.reports.append(report_one(workspace, item, request, github))
-        except SweepctlError as exc:
-            if len(folders) == 1:
-                raise
-            summary.reports.append(ExperimentReport(item.name, error=str(exc)))
+            summary.reports.append(ExperimentReport(slot.resolved.name, error=str(exc)))
     return summary
 
 
