@@ -365,12 +365,14 @@ def test_a_trial_whose_launcher_crashed_is_not_started_twice(
         runners = sorted(set(runners) | set(our_runners()))
         for pid in runners:
             os.kill(pid, signal.SIGTERM)
+    # the runner gone too: nothing holds the claim, no exit code was written: it re-runs.
+    # Waited for by the claim, not by pgrep: a dying process leaves pgrep's sight (its
+    # command line is gone) a moment before the kernel closes its files
+    observer = LocalProcesses(sys.executable, RUNNER, state, store, 1, opts.env)
     deadline = time.monotonic() + 30
-    while our_runners() and time.monotonic() < deadline:
+    while "slow1" in observer.observe("exp") and time.monotonic() < deadline:
         time.sleep(0.1)
-    # the runner gone too: nothing holds the claim, no exit code was written: it re-runs
-    assert "slow1" not in LocalProcesses(sys.executable, RUNNER, state, store, 1,
-                                       opts.env).observe("exp")
+    assert "slow1" not in observer.observe("exp")
 
 
 def test_a_claim_file_left_by_a_dead_launcher_never_blocks_the_trial(
