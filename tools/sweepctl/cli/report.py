@@ -81,10 +81,14 @@ def _post_plan_json(plan_json: Path, pr_number: int | None) -> int:
               help="render this plan (`sweepctl plan --format json` output of one "
               "experiment, e.g. from a PR's artifact: checked as untrusted data) and post it "
               "as the sticky comment; needs --pr")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="processes that draw the plots when there are many (default: the "
+              "CPUs, at most 4)")
 @tolerance_option
 @full_scan_option
 def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, notes: bool,
-            plan_json: Path | None, tolerance: float, full_scan: bool) -> int:
+            plan_json: Path | None, jobs: int | None, tolerance: float,
+            full_scan: bool) -> int:
     """Post the results to each PR's one sticky comment (GITHUB_TOKEN, GITHUB_REPOSITORY,
     GITHUB_API_URL) and, with --notes, write them into notes.md.
 
@@ -111,7 +115,8 @@ def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, no
         github = GitHub(_github_target(repository,
                                        _github_setting(workspace, "bot_login", folders)))
     request = ReportRequest(pr=pr_number, notes=notes, tolerance=tolerance,
-                            notes_url=_notes_url(repository))
+                            notes_url=_notes_url(repository),
+                            jobs=jobs or min(4, os.cpu_count() or 1))
     summary = report(workspace, folders, request, github)
     for entry in summary.reports:
         _print(entry, github is not None)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sweepctl.errors import GitHubError, SweepctlError
 from sweepctl.results.compare import DEFAULT_TOLERANCE, Comparison
 from sweepctl.sweep.plan import Plan
+from sweepctl.usecases import plots
 from sweepctl.usecases.compare import compare
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
@@ -35,6 +36,7 @@ class ReportRequest:
     pr: int | None = None            # --pr; else found from git
     notes: bool = False              # write notes.md's block and the plots
     tolerance: float = DEFAULT_TOLERANCE
+    jobs: int = 1                    # processes that draw the plots (see usecases.plots)
     notes_url: Callable[[ResolvedExperiment], str | None] = lambda resolved: None
 
 
@@ -76,90 +78,18 @@ def _find_pr(resolved: ResolvedExperiment, github: GitHub) -> int:
     return number
 
 
-@dataclass(frozen=True)
-class CurveSource:
-    """What one experiment's plots/learning-curves.png is drawn from: each trial's first
-    FINISHED run (at most ``curves.MAX_RUNS``) and the metrics, named by ``key``."""
-    uri: str
-    folder: Path
-    run_ids: dict[str, str]          # trial label -> run id
-    metrics: tuple[str, ...]
-    key: str
-    drawn: bool                      # the PNG in folder is already drawn from this key
-
-
-# (tracking URI, run id) -> metric -> [(step, value)]
-Histories = dict[tuple[str, str], dict[str, list[tuple[int, float]]]]
-
-
-def curve_source(resolved: ResolvedExperiment, comparison: Comparison) -> CurveSource | None:
-    from sweepctl.results import curves
-
-    run_ids = dict(list({row.label: row.finished_run_ids[0] for row in comparison.rows
-                         if row.in_sweep and row.finished_run_ids}.items())[:curves.MAX_RUNS])
-    if not run_ids or not comparison.tracking_uri:
-        return None
-    folder = resolved.path / "plots"
-    metrics = tuple(sorted({curves.LOSS_KEY, comparison.metric}))
-    key = curves.source_key(run_ids, metrics)
-    return CurveSource(comparison.tracking_uri, folder, run_ids, metrics, key,
-                       drawn=curves.drawn_from(folder) == key)
-
-
-def fetch_histories(workspace: Workspace, sources: Sequence[CurveSource]) -> Histories:
-    """The histories of every curve in ``sources``, across experiments: one bulk request
-    per metric and 100 runs of the whole command (per run and metric from a local store),
-    so a first report of 1,000 experiments asks MLflow ~runs/50 times, not runs x 2."""
-    from sweepctl.results import curves
-
-    wanted: dict[tuple[str, str], list[str]] = {}
-    for source in sources:
-        for metric in source.metrics:
-            wanted.setdefault((source.uri, metric), []).extend(source.run_ids.values())
-    fetched: Histories = {}
-    for (uri, metric), run_ids in wanted.items():
-        found = workspace.store(uri).metric_histories(run_ids, [metric],
-                                                      max_points=curves.MAX_POINTS)
-        for run_id, by_metric in found.items():
-            fetched.setdefault((uri, run_id), {}).update(by_metric)
-    return fetched
-
-
-def _write_curves(resolved: ResolvedExperiment, comparison: Comparison,
-                  source: CurveSource | None, fetched: Histories) -> list[Path]:
-    """plots/learning-curves.png (no finished run: no file), drawn again only when its
-    source changed: the hourly report of 1,000 experiments must not draw them again."""
-    from sweepctl.results import curves
-
-    if source is None:
-        return []
-    if source.drawn:
-        return [source.folder / curves.CURVES_FILE]
-    histories = {label: fetched[(source.uri, run_id)]
-                 for label, run_id in source.run_ids.items()}
-    path = curves.write_curves(resolved.name, histories, comparison.metric,
-                               source.folder, key=source.key)
-    return [] if path is None else [path]
-
-
-def _write_notes(prepared: Prepared, fetched: Histories, entry: ExperimentReport) -> None:
+def _write_notes(prepared: Prepared, paths: list[Path], entry: ExperimentReport) -> None:
     from sweepctl.clients import notes_file
     from sweepctl.renderers import markdown
     from sweepctl.results import sensitivity
 
     resolved, comparison = prepared.resolved, prepared.comparison
-    table = sensitivity.sensitivity(comparison)
-    folder = resolved.path / "plots"
-    for parameter, points in table.items():
-        if points:  # a plot (or plots/) that is a symlink would write outside the repo
-            notes_file.refuse_links(folder / sensitivity.plot_name(parameter))
-    plots = sensitivity.write_plots(comparison, table, folder)
-    plots += _write_curves(resolved, comparison, prepared.curves, fetched)
-    block = markdown.notes_block(comparison, table, plots, resolved.path)
+    block = markdown.notes_block(comparison, sensitivity.sensitivity(comparison), paths,
+                                 resolved.path)
     changed = notes_file.write_block(resolved.experiment.notes_path, block)
     entry.notes = "updated" if changed else "unchanged"
     entry.notes_path = str(resolved.experiment.notes_path)
-    entry.plots = len(plots)
+    entry.plots = len(paths)
 
 
 def _post(resolved: ResolvedExperiment, request: ReportRequest, github: GitHub,
@@ -185,7 +115,7 @@ class Prepared:
     """One experiment read and compared, nothing written yet."""
     resolved: ResolvedExperiment
     comparison: Comparison
-    curves: CurveSource | None       # with notes: what its learning curves are drawn from
+    curves: plots.CurveSource | None  # with notes: what its learning curves are drawn from
 
 
 def prepare(workspace: Workspace, resolved: ResolvedExperiment,
@@ -195,13 +125,13 @@ def prepare(workspace: Workspace, resolved: ResolvedExperiment,
     if request.notes:
         notes_file.check_markers(resolved.experiment.notes_path)  # fail before other work
     comparison = compare(workspace, resolved, tolerance=request.tolerance)
-    source = curve_source(resolved, comparison) if request.notes else None
+    source = plots.curve_source(resolved, comparison) if request.notes else None
     return Prepared(resolved, comparison, source)
 
 
 def report_one(prepared: Prepared, request: ReportRequest, github: GitHub | None,
-               fetched: Histories) -> ExperimentReport:
-    """Write and post one prepared experiment; ``fetched`` holds its curves' histories."""
+               paths: list[Path]) -> ExperimentReport:
+    """Write and post one prepared experiment whose plots (``paths``) are drawn."""
     from sweepctl.renderers import markdown
 
     resolved = prepared.resolved
@@ -209,14 +139,10 @@ def report_one(prepared: Prepared, request: ReportRequest, github: GitHub | None
     entry.body = markdown.comment_body(prepared.comparison, request.notes_url(resolved))
     entry.state = markdown.state(prepared.comparison)
     if request.notes:
-        _write_notes(prepared, fetched, entry)
+        _write_notes(prepared, paths, entry)
     if github is not None:
         _post(resolved, request, github, entry)
     return entry
-
-
-def _to_draw(prepared: Prepared) -> CurveSource | None:
-    return None if prepared.curves is None or prepared.curves.drawn else prepared.curves
 
 
 def _read_all(workspace: Workspace, folders: Sequence[Path], request: ReportRequest
@@ -246,31 +172,47 @@ def _read_all(workspace: Workspace, folders: Sequence[Path], request: ReportRequ
     return prepared
 
 
+def _draw_plots(workspace: Workspace, slots: Sequence[ExperimentReport | Prepared],
+                request: ReportRequest) -> dict[int, list[Path] | SweepctlError]:
+    """slot index -> its drawn plots, or why not. The histories of every curve to draw are
+    fetched together first; if that fails, those experiments fail and the others draw."""
+    if not request.notes:
+        return {}
+    ready = {i: slot for i, slot in enumerate(slots) if isinstance(slot, Prepared)}
+    sources = [slot.curves for slot in ready.values()
+               if slot.curves is not None and not slot.curves.drawn]
+    failed: dict[int, list[Path] | SweepctlError] = {}
+    fetched: plots.Histories = {}
+    try:
+        fetched = plots.fetch_histories(workspace, sources)
+    except SweepctlError as exc:
+        if len(slots) == 1:
+            raise
+        failed = {i: exc for i, slot in ready.items() if slot.curves in sources}
+        ready = {i: slot for i, slot in ready.items() if i not in failed}
+    drawings = [plots.drawing(slot.resolved, slot.comparison, slot.curves, fetched)
+                for slot in ready.values()]
+    return {**failed, **dict(zip(ready, plots.draw_all(drawings, request.jobs), strict=True))}
+
+
 def report(workspace: Workspace, folders: Sequence[Path], request: ReportRequest,
            github: GitHub | None) -> ReportSummary:
     """Report every experiment; one that fails is recorded and the others go on (with a
     single experiment, its error is raised as it is). Every experiment is read first,
-    then the histories of every curve to draw are fetched together, then each is written."""
+    then every plot drawn (the curves' histories fetched together), then each written."""
     single = len(folders) == 1
     slots = _read_all(workspace, folders, request)
-    fetched: Histories = {}
-    fetch_error: SweepctlError | None = None
-    try:
-        fetched = fetch_histories(workspace, [source for slot in slots if isinstance(
-            slot, Prepared) and (source := _to_draw(slot)) is not None])
-    except SweepctlError as exc:
-        if single:
-            raise
-        fetch_error = exc   # the experiments with curves to draw fail; the others go on
+    drawn = _draw_plots(workspace, slots, request)
     summary = ReportSummary()
-    for slot in slots:
+    for index, slot in enumerate(slots):
         if isinstance(slot, ExperimentReport):
             summary.reports.append(slot)
             continue
         try:
-            if fetch_error is not None and _to_draw(slot) is not None:
-                raise fetch_error
-            summary.reports.append(report_one(slot, request, github, fetched))
+            result = drawn.get(index, [])
+            if isinstance(result, SweepctlError):
+                raise result
+            summary.reports.append(report_one(slot, request, github, result))
         except SweepctlError as exc:
             if single:
                 raise
