@@ -288,7 +288,7 @@ def run_benchmarks(root: Path, folders: list[Path], uri: str, runs: int) -> None
         workspace = Workspace(shared_tracking=True, env_tracking_uri=uri, index_cache=cache)
         started = time.perf_counter()
         summary = report(workspace, folders, ReportRequest(  # --jobs as the CLI defaults it
-            notes=True, jobs=min(4, os.cpu_count() or 1)), None)
+            notes=True, jobs=min(4, len(os.sched_getaffinity(0)))), None)
         assert summary.ok, [r.error for r in summary.reports if r.error][:3]
         unchanged = sum(1 for r in summary.reports if r.notes == "unchanged")
         timed(label, peer, time.perf_counter() - started, workspace.mlflow_requests,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -264,37 +265,11 @@ def test_the_source_key_is_read_back_only_from_a_real_png(tmp_path: Path) -> Non
     assert drawn_from(tmp_path) is None
 
 
-def test_a_report_of_several_experiments_fetches_their_histories_together(
-        tmp_path: Path, mlflow_server: str) -> None:
-    """Two experiments (each its own MLflow experiment) drawn for the first time: one
-    bulk request per metric for both, not one per experiment, and each PNG is its own."""
-    from mlflow.tracking import MlflowClient
-    from mlflow_runs import log_trial, make_experiment, result, trials_of
-    from sweepctl.usecases.report import ReportRequest, report
-    from sweepctl.workspace import Workspace
-
-    client = MlflowClient(mlflow_server)
-    folders = [make_experiment(tmp_path, source=source)[0]
-               for source in ("lora-rank-sweep", "learning-rate-ofat")]
-    for folder, loss in zip(folders, (0.45, 0.61), strict=True):
-        experiment, trials = trials_of(folder)
-        for trial in trials[:2]:
-            log_trial(client, experiment, trial, metrics=result(loss, 10.0))
-    workspace = Workspace(env_tracking_uri=mlflow_server)
-    summary = report(workspace, folders, ReportRequest(notes=True), None)
-    assert summary.ok, [r.error for r in summary.reports]
-    assert all(f"(plots/{CURVES_FILE})" in (folder / "notes.md").read_text()
-               for folder in folders)
-    assert workspace.mlflow_calls("get_metric_history_bulk_interval") == 2  # loss, eval_loss
-    pngs = [(folder / "plots" / CURVES_FILE).read_bytes() for folder in folders]
-    assert pngs[0] != pngs[1]
-
-
-def test_histories_that_cannot_be_read_fail_only_the_experiments_with_curves_to_draw(
+def test_a_report_reads_each_experiments_histories_apart(
         tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The histories are read before anything is written: an experiment whose curves
-    cannot be fetched is reported as failed with its notes.md and plots/ untouched; one
-    with nothing to draw is written as usual."""
+    """Two experiments drawn for the first time: each read in bulk requests of its own
+    (a request mixing them would let a file store thin one's curves by the other's steps),
+    and a read that fails fails only its experiment, before anything of it is written."""
     from mlflow.tracking import MlflowClient
     from mlflow_runs import log_trial, make_experiment, result, trials_of
     from sweepctl.clients.mlflow_store import MlflowStore
@@ -302,21 +277,43 @@ def test_histories_that_cannot_be_read_fail_only_the_experiments_with_curves_to_
     from sweepctl.usecases.report import ReportRequest, report
     from sweepctl.workspace import Workspace
 
-    drawn, empty = (make_experiment(tmp_path, source=source)[0]
-                    for source in ("lora-rank-sweep", "learning-rate-ofat"))
-    experiment, trials = trials_of(drawn)
-    log_trial(MlflowClient(mlflow_server), experiment, trials[0],
-              metrics=result(0.45, 10.0))
-    before = (drawn / "notes.md").read_bytes()
+    client = MlflowClient(mlflow_server)
+    folders = [make_experiment(tmp_path, source=source)[0]
+               for source in ("lora-rank-sweep", "learning-rate-ofat")]
+    runs: list[set[str]] = []
+    for folder, loss in zip(folders, (0.45, 0.61), strict=True):
+        experiment, trials = trials_of(folder)
+        runs.append({log_trial(client, experiment, trial, metrics=result(loss, 10.0))
+                     for trial in trials[:2]})
+    asked: list[set[str]] = []
+    read = MlflowStore.metric_histories
 
-    def unreachable(*args: object, **kwargs: object) -> None:
-        raise MlflowError("cannot read metric histories at http://mlflow: 503")
+    def recorded(store: MlflowStore, run_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        asked.append(set(run_ids))
+        return read(store, run_ids, *args, **kwargs)
 
-    monkeypatch.setattr(MlflowStore, "metric_histories", unreachable)
-    summary = report(Workspace(env_tracking_uri=mlflow_server), [drawn, empty],
-                     ReportRequest(notes=True), None)
-    errors = {r.experiment: r.error for r in summary.reports}
-    assert errors == {"lora-rank-sweep": "mlflow: cannot read metric histories at "
-                      "http://mlflow: 503", "learning-rate-ofat": None}
-    assert (drawn / "notes.md").read_bytes() == before and not (drawn / "plots").exists()
-    assert [r.notes for r in summary.reports] == [None, "updated"]
+    monkeypatch.setattr(MlflowStore, "metric_histories", recorded)
+    workspace = Workspace(env_tracking_uri=mlflow_server)
+    summary = report(workspace, folders, ReportRequest(notes=True), None)
+    assert summary.ok, [r.error for r in summary.reports]
+    assert asked == runs
+    assert workspace.mlflow_calls("get_metric_history_bulk_interval") == 4  # 2 x 2 metrics
+    pngs = [(folder / "plots" / CURVES_FILE).read_bytes() for folder in folders]
+    assert pngs[0] != pngs[1]
+
+    for folder in folders:   # again, from nothing drawn; the first experiment's read fails
+        shutil.rmtree(folder / "plots")
+    before = (folders[0] / "notes.md").read_bytes()
+
+    def failing(store: MlflowStore, run_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        if set(run_ids) == runs[0]:
+            raise MlflowError("cannot read metric histories at http://mlflow: 503")
+        return read(store, run_ids, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowStore, "metric_histories", failing)
+    first, second = report(Workspace(env_tracking_uri=mlflow_server), folders,
+                           ReportRequest(notes=True), None).reports
+    assert first.error == "mlflow: cannot read metric histories at http://mlflow: 503"
+    assert (folders[0] / "notes.md").read_bytes() == before
+    assert not (folders[0] / "plots").exists()
+    assert second.error is None and (folders[1] / "plots" / CURVES_FILE).is_file()

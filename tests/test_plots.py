@@ -75,3 +75,65 @@ def test_an_experiment_a_worker_cannot_draw_fails_alone(
     assert second.error == (f"{folders[1] / 'plots'} is a symlink or not a folder; "
                             "refusing to write through it")
     assert (folders[1] / "plots").read_text() == "not a folder\n"
+
+
+def test_a_metric_matplotlib_cannot_draw_fails_its_experiment_only(
+        tmp_path: Path, mlflow_server: str) -> None:
+    """A run's loss of +-1e308 (anyone who can log to MLflow can write one) overflows
+    matplotlib's tick locator: that experiment's error, in words; the other is written."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+    from sweepctl.usecases.report import ReportRequest, report
+    from sweepctl.workspace import Workspace
+
+    folders = _two_experiments(tmp_path, mlflow_server)
+    client = MlflowClient(mlflow_server)
+    run_id = client.search_runs(
+        [client.get_experiment_by_name(_mlflow_name(folders[0])).experiment_id],
+        max_results=1)[0].info.run_id
+    client.log_batch(run_id, metrics=[Metric("loss", 1e308, 0, 4), Metric("loss", -1e308, 0, 5)])
+    first, second = report(Workspace(env_tracking_uri=mlflow_server), folders,
+                           ReportRequest(notes=True), None).reports
+    assert first.error is not None
+    assert first.error.startswith("cannot draw the plots of lora-rank-sweep: ValueError")
+    assert second.error is None and (folders[1] / "plots" / CURVES_FILE).is_file()
+
+
+def _mlflow_name(folder: Path) -> str:
+    from mlflow_runs import trials_of
+
+    return trials_of(folder)[0].mlflow_experiment
+
+
+def test_few_curves_start_no_worker_and_a_pool_that_cannot_start_draws_here(
+        tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    from sweepctl.usecases.report import ReportRequest, report
+    from sweepctl.workspace import Workspace
+
+    folders = _two_experiments(tmp_path, mlflow_server)
+
+    def tried(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker pool was started for two curves")
+
+    def no_processes(*args: object, **kwargs: object) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", tried)
+    # two curves to draw, under PARALLEL_FROM: no pool is even tried
+    summary = report(Workspace(env_tracking_uri=mlflow_server), folders,
+                     ReportRequest(notes=True, jobs=4), None)
+    assert summary.ok and len(_pngs(folders)) >= 4
+    from sweepctl.usecases import plots
+
+    monkeypatch.setattr(plots, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_processes)
+    here = _pngs(folders)
+    for folder in folders:
+        for png in (folder / "plots").glob("*.png"):
+            png.unlink()
+    summary = report(Workspace(env_tracking_uri=mlflow_server), folders,
+                     ReportRequest(notes=True, jobs=4), None)
+    assert summary.ok, [r.error for r in summary.reports]
+    assert _pngs(folders) == here   # no workers could start: drawn in this process

@@ -81,9 +81,9 @@ def _post_plan_json(plan_json: Path, pr_number: int | None) -> int:
               help="render this plan (`sweepctl plan --format json` output of one "
               "experiment, e.g. from a PR's artifact: checked as untrusted data) and post it "
               "as the sticky comment; needs --pr")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
+@click.option("--jobs", type=click.IntRange(min=1, max=16), default=None,
               help="processes that draw the plots when there are many (default: the "
-              "CPUs, at most 4)")
+              "CPUs this process may use, at most 4)")
 @tolerance_option
 @full_scan_option
 def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, notes: bool,
@@ -116,7 +116,7 @@ def command(experiments: tuple[str, ...], every: bool, pr_number: int | None, no
                                        _github_setting(workspace, "bot_login", folders)))
     request = ReportRequest(pr=pr_number, notes=notes, tolerance=tolerance,
                             notes_url=_notes_url(repository),
-                            jobs=jobs or min(4, os.cpu_count() or 1))
+                            jobs=jobs or min(4, len(os.sched_getaffinity(0))))
     summary = report(workspace, folders, request, github)
     for entry in summary.reports:
         _print(entry, github is not None)

@@ -1,5 +1,5 @@
 """The plots of `report --notes`: what each experiment's learning curves are drawn from,
-their MLflow histories fetched once for the whole command, and the drawing, in worker
+their MLflow histories read before anything is drawn, and the drawing, in worker
 processes when there are many.
 
 Decisions:
@@ -28,6 +28,7 @@ from sweepctl.results.compare import Comparison
 from sweepctl.workspace import ResolvedExperiment, Workspace
 
 PARALLEL_FROM = 20   # curves to draw before worker processes pay for their start
+MAX_JOBS = 16        # each worker is an interpreter with matplotlib (~100 MB)
 
 # (tracking URI, run id) -> metric -> [(step, value)]
 Histories = dict[tuple[str, str], dict[str, list[tuple[int, float]]]]
@@ -59,23 +60,29 @@ def curve_source(resolved: ResolvedExperiment, comparison: Comparison) -> CurveS
                        drawn=curves.drawn_from(folder) == key)
 
 
-def fetch_histories(workspace: Workspace, sources: Sequence[CurveSource]) -> Histories:
-    """The histories of every curve in ``sources``, across experiments: one bulk request
-    per metric and 100 runs of the whole command (per run and metric from a local store),
-    so a first report of 1,000 experiments asks MLflow ~runs/50 times, not runs x 2."""
+def fetch_histories(workspace: Workspace, sources: Sequence[CurveSource]
+                    ) -> tuple[Histories, dict[int, SweepctlError]]:
+    """The histories of every curve in ``sources``, read before anything is drawn or
+    written, and the errors by source index (a failed read fails only its experiment).
+
+    One request per experiment and metric (per 100 runs), never one mixing experiments:
+    some MLflow stores (the file store behind a server) sample one set of steps for the
+    whole request, so a short run next to a 20,000-step run would come back as a few
+    points, and its PNG would be kept, since its runs do not change."""
     from sweepctl.results import curves
 
-    wanted: dict[tuple[str, str], list[str]] = {}
-    for source in sources:
-        for metric in source.metrics:
-            wanted.setdefault((source.uri, metric), []).extend(source.run_ids.values())
     fetched: Histories = {}
-    for (uri, metric), run_ids in wanted.items():
-        found = workspace.store(uri).metric_histories(run_ids, [metric],
-                                                      max_points=curves.MAX_POINTS)
+    failed: dict[int, SweepctlError] = {}
+    for index, source in enumerate(sources):
+        try:
+            found = workspace.store(source.uri).metric_histories(
+                list(source.run_ids.values()), source.metrics, max_points=curves.MAX_POINTS)
+        except SweepctlError as exc:
+            failed[index] = exc
+            continue
         for run_id, by_metric in found.items():
-            fetched.setdefault((uri, run_id), {}).update(by_metric)
-    return fetched
+            fetched[(source.uri, run_id)] = by_metric
+    return fetched, failed
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,23 @@ def drawing(resolved: ResolvedExperiment, comparison: Comparison,
 
 def draw(item: Drawing) -> list[Path]:
     """The sensitivity plots and the learning curves of one experiment (each drawn again
-    only when its source changed); the paths of every plot the notes should link."""
+    only when its source changed); the paths of every plot the notes should link. Values
+    come from MLflow, untrusted: whatever matplotlib makes of them (a metric of 1e308
+    overflows its tick locator) is this experiment's error, not the report's."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # numpy overflow warnings on such values
+            return _draw(item)
+    except SweepctlError:
+        raise
+    except Exception as exc:   # matplotlib/numpy on hostile values; never a traceback
+        raise SweepctlError(f"cannot draw the plots of {item.experiment}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def _draw(item: Drawing) -> list[Path]:
     from sweepctl.clients import notes_file
     from sweepctl.results import curves, sensitivity
 
@@ -147,7 +170,7 @@ def draw_all(items: Sequence[Drawing], jobs: int = 1) -> list[list[Path] | Sweep
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        with ProcessPoolExecutor(max_workers=jobs,
+        with ProcessPoolExecutor(max_workers=min(jobs, MAX_JOBS, len(items)),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             done = list(pool.map(_draw_in_worker, items,
                                  chunksize=max(1, len(items) // (jobs * 8))))

@@ -36,7 +36,9 @@ class ReportRequest:
     pr: int | None = None            # --pr; else found from git
     notes: bool = False              # write notes.md's block and the plots
     tolerance: float = DEFAULT_TOLERANCE
-    jobs: int = 1                    # processes that draw the plots (see usecases.plots)
+    # processes that draw the plots (usecases.plots); > 1 spawns workers, which import
+    # the caller's main module: a script passing it needs an `if __name__ == "__main__"`
+    jobs: int = 1
     notes_url: Callable[[ResolvedExperiment], str | None] = lambda resolved: None
 
 
@@ -175,21 +177,16 @@ def _read_all(workspace: Workspace, folders: Sequence[Path], request: ReportRequ
 def _draw_plots(workspace: Workspace, slots: Sequence[ExperimentReport | Prepared],
                 request: ReportRequest) -> dict[int, list[Path] | SweepctlError]:
     """slot index -> its drawn plots, or why not. The histories of every curve to draw are
-    fetched together first; if that fails, those experiments fail and the others draw."""
+    read first; an experiment whose read fails fails alone, before anything is drawn."""
     if not request.notes:
         return {}
     ready = {i: slot for i, slot in enumerate(slots) if isinstance(slot, Prepared)}
-    sources = [slot.curves for slot in ready.values()
-               if slot.curves is not None and not slot.curves.drawn]
-    failed: dict[int, list[Path] | SweepctlError] = {}
-    fetched: plots.Histories = {}
-    try:
-        fetched = plots.fetch_histories(workspace, sources)
-    except SweepctlError as exc:
-        if len(slots) == 1:
-            raise
-        failed = {i: exc for i, slot in ready.items() if slot.curves in sources}
-        ready = {i: slot for i, slot in ready.items() if i not in failed}
+    to_fetch = [(i, slot.curves) for i, slot in ready.items()
+                if slot.curves is not None and not slot.curves.drawn]
+    fetched, errors = plots.fetch_histories(workspace, [source for _, source in to_fetch])
+    failed: dict[int, list[Path] | SweepctlError] = {
+        to_fetch[index][0]: exc for index, exc in errors.items()}
+    ready = {i: slot for i, slot in ready.items() if i not in failed}
     drawings = [plots.drawing(slot.resolved, slot.comparison, slot.curves, fetched)
                 for slot in ready.values()]
     return {**failed, **dict(zip(ready, plots.draw_all(drawings, request.jobs), strict=True))}
