@@ -5,6 +5,7 @@ Each helper fixture starts its server on 127.0.0.1 on a free port and stops it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -47,19 +48,19 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
         monkeypatch.delenv(key, raising=False)
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` with a SQLite backend; yields its http:// tracking URI."""
-    root = tmp_path_factory.mktemp("mlflow")
+@contextlib.contextmanager
+def serving_mlflow(root: Path, backend_store_uri: str,
+                   env: dict[str, str] | None = None) -> Iterator[str]:
+    """A real `mlflow server` over ``backend_store_uri``; yields its http:// URI."""
     port = free_port()
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     log = (root / "server.log").open("wb")
     proc = subprocess.Popen(
         [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--backend-store-uri", backend_store_uri,
          "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, cwd=root,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -83,6 +84,23 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` with a SQLite backend; yields its http:// tracking URI."""
+    root = tmp_path_factory.mktemp("mlflow")
+    with serving_mlflow(root, f"sqlite:///{root / 'mlflow.db'}") as uri:
+        yield uri
+
+
+@pytest.fixture
+def mlflow_file_server(tmp_path: Path) -> Iterator[str]:
+    """A real `mlflow server` over the file store (./mlruns, in maintenance but still
+    served when allowed): its bulk history read samples steps across the request."""
+    with serving_mlflow(tmp_path, (tmp_path / "mlruns").as_uri(),
+                        {"MLFLOW_ALLOW_FILE_STORE": "true"}) as uri:
+        yield uri
 
 
 @pytest.fixture

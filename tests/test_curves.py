@@ -173,15 +173,15 @@ def test_the_curves_are_drawn_again_only_when_their_runs_change(
     assert again()[0] == 2
 
 
-def _runs_with_loss(client: Any, experiment_id: str, count: int, steps: int = 3
-                    ) -> list[str]:
+def _runs_with_loss(client: Any, experiment_id: str, count: int, steps: int = 3,
+                    first: int = 1) -> list[str]:
     from mlflow.entities import Metric
 
     ids = []
     for i in range(count):
         run_id = client.create_run(experiment_id, run_name=f"t{i}").info.run_id
         client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (step + i + 1), 0, step)
-                                          for step in range(1, steps + 1)])
+                                          for step in range(first, first + steps)])
         ids.append(run_id)
     return ids
 
@@ -265,11 +265,61 @@ def test_the_source_key_is_read_back_only_from_a_real_png(tmp_path: Path) -> Non
     assert drawn_from(tmp_path) is None
 
 
-def test_a_report_reads_each_experiments_histories_apart(
+@pytest.mark.parametrize("server", ["mlflow_server", "mlflow_file_server"])
+def test_experiments_share_history_requests_unless_one_could_thin_another(
+        server: str, request: pytest.FixtureRequest) -> None:
+    """Three experiments of short runs: one request per metric for all of them. A long
+    run next to a short one whose steps lie beyond it: the file store samples one set of
+    steps for the whole request and would drop the short run's middle point, so that
+    request is asked again experiment by experiment, and the short run keeps every point
+    from either store."""
+    from mlflow.tracking import MlflowClient
+    from sweepctl.clients.mlflow_store import MlflowStore
+
+    uri = request.getfixturevalue(server)
+    client = MlflowClient(uri)
+    eid = client.create_experiment(f"curves-shared-{server}")
+    short = [_runs_with_loss(client, eid, 2) for _ in range(3)]
+    store = MlflowStore(uri)
+    found = store.grouped_histories([(ids, ["loss", "eval_loss"]) for ids in short])
+    assert store.calls["get_metric_history_bulk_interval"] == 2   # not 3 x 2
+    for group, ids in zip(found, short, strict=True):
+        assert not isinstance(group, SweepctlError)
+        assert sorted(group) == sorted(ids)
+        assert all([s for s, _ in group[i]["loss"]] == [1, 2, 3] for i in ids)
+        assert all(group[i]["eval_loss"] == [] for i in ids)
+
+    long = _runs_with_loss(client, eid, 1, steps=200)
+    late = _runs_with_loss(client, eid, 1, first=1001)
+    if server == "mlflow_file_server":   # the peer's behaviour this guards against
+        mixed = MlflowStore(uri).metric_histories(long + late, ["loss"], max_points=50)
+        assert [s for s, _ in mixed[late[0]]["loss"]] == [1001, 1003]
+    store = MlflowStore(uri)
+    first, second = store.grouped_histories([(long, ["loss"]), (late, ["loss"])],
+                                            max_points=50)
+    assert not isinstance(first, SweepctlError) and not isinstance(second, SweepctlError)
+    assert [s for s, _ in second[late[0]]["loss"]] == [1001, 1002, 1003]
+    assert 40 <= len(first[long[0]]["loss"]) <= 51
+    assert store.calls["get_metric_history_bulk_interval"] == 3   # shared, then each
+
+
+def test_history_batches_pack_experiments_up_to_a_hundred_runs() -> None:
+    from sweepctl.clients.mlflow_store import _batches
+
+    def groups(*sizes: int) -> list[tuple[list[str], list[str]]]:
+        return [([f"{i}-{n}" for n in range(size)], ["loss"])
+                for i, size in enumerate(sizes)]
+
+    assert _batches(groups(40, 40, 40)) == [[0, 1], [2]]
+    assert _batches(groups(3, 150, 3, 97)) == [[0], [1], [2, 3]]
+    assert _batches(groups()) == []
+
+
+def test_a_report_reads_the_histories_of_its_experiments_together(
         tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two experiments drawn for the first time: each read in bulk requests of its own
-    (a request mixing them would let a file store thin one's curves by the other's steps),
-    and a read that fails fails only its experiment, before anything of it is written."""
+    """Two experiments drawn for the first time: their runs read in one request per
+    metric, each PNG its own; a read that fails (a request naming one of the first
+    experiment's runs) fails only that experiment, before anything of it is written."""
     from mlflow.tracking import MlflowClient
     from mlflow_runs import log_trial, make_experiment, result, trials_of
     from sweepctl.clients.mlflow_store import MlflowStore
@@ -285,32 +335,24 @@ def test_a_report_reads_each_experiments_histories_apart(
         experiment, trials = trials_of(folder)
         runs.append({log_trial(client, experiment, trial, metrics=result(loss, 10.0))
                      for trial in trials[:2]})
-    asked: list[set[str]] = []
-    read = MlflowStore.metric_histories
-
-    def recorded(store: MlflowStore, run_ids: list[str], *args: Any, **kwargs: Any) -> Any:
-        asked.append(set(run_ids))
-        return read(store, run_ids, *args, **kwargs)
-
-    monkeypatch.setattr(MlflowStore, "metric_histories", recorded)
     workspace = Workspace(env_tracking_uri=mlflow_server)
     summary = report(workspace, folders, ReportRequest(notes=True), None)
     assert summary.ok, [r.error for r in summary.reports]
-    assert asked == runs
-    assert workspace.mlflow_calls("get_metric_history_bulk_interval") == 4  # 2 x 2 metrics
+    assert workspace.mlflow_calls("get_metric_history_bulk_interval") == 2  # one a metric
     pngs = [(folder / "plots" / CURVES_FILE).read_bytes() for folder in folders]
     assert pngs[0] != pngs[1]
 
     for folder in folders:   # again, from nothing drawn; the first experiment's read fails
         shutil.rmtree(folder / "plots")
     before = (folders[0] / "notes.md").read_bytes()
+    read = MlflowStore._histories
 
-    def failing(store: MlflowStore, run_ids: list[str], *args: Any, **kwargs: Any) -> Any:
-        if set(run_ids) == runs[0]:
+    def failing(store: MlflowStore, run_ids: list[str], *args: Any) -> Any:
+        if runs[0] & set(run_ids):
             raise MlflowError("cannot read metric histories at http://mlflow: 503")
-        return read(store, run_ids, *args, **kwargs)
+        return read(store, run_ids, *args)
 
-    monkeypatch.setattr(MlflowStore, "metric_histories", failing)
+    monkeypatch.setattr(MlflowStore, "_histories", failing)
     first, second = report(Workspace(env_tracking_uri=mlflow_server), folders,
                            ReportRequest(notes=True), None).reports
     assert first.error == "mlflow: cannot read metric histories at http://mlflow: 503"

@@ -71,6 +71,27 @@ def _client(tracking_uri: str) -> Any:
         raise _wrap("open the tracking store", tracking_uri, exc) from exc
 
 
+# metric -> [(step, value)] of each run, by run id
+RunHistories = dict[str, dict[str, list[tuple[int, float]]]]
+# one experiment's runs and the metrics to read of them
+HistoryGroup = tuple[Sequence[str], Sequence[str]]
+
+
+def _batches(groups: Sequence[HistoryGroup]) -> list[list[int]]:
+    """Group indexes packed in order into batches of at most 100 runs (a larger group is
+    a batch of its own)."""
+    batches: list[list[int]] = []
+    size = HISTORY_RUNS_PER_REQUEST + 1
+    for index, (run_ids, _) in enumerate(groups):
+        count = len(set(run_ids))
+        if size + count > HISTORY_RUNS_PER_REQUEST:
+            batches.append([])
+            size = 0
+        batches[-1].append(index)
+        size += count
+    return batches
+
+
 class _EndpointMissing(Exception):
     """The tracking server predates GetMetricHistoryBulkInterval."""
 
@@ -246,8 +267,7 @@ class MlflowStore:
         return found
 
     def metric_histories(self, run_ids: Sequence[str], metrics: Sequence[str],
-                         max_points: int = HISTORY_POINTS
-                         ) -> dict[str, dict[str, list[tuple[int, float]]]]:
+                         max_points: int = HISTORY_POINTS) -> RunHistories:
         """run id -> metric -> [(step, value)] of every run in ``run_ids``.
 
         From a tracking server: one request per 100 runs and metric (the REST API's
@@ -265,6 +285,65 @@ class MlflowStore:
                     if run_id in histories:
                         histories[run_id][metric] = points
         return histories
+
+    def grouped_histories(self, groups: Sequence[HistoryGroup],
+                          max_points: int = HISTORY_POINTS
+                          ) -> list[RunHistories | MlflowError]:
+        """``metric_histories`` of each group (one experiment's runs and metrics), or the
+        error that stopped it: a failed read is its group's alone.
+
+        From a tracking server, groups are read together, up to 100 runs a request. A
+        request mixing groups is kept only when it cannot have been sampled: fewer than
+        ``max_points`` distinct steps in all and no run with ``max_points`` points. A
+        file store behind a server samples one set of steps for the whole request, so a
+        short run next to a 20,000-step one would come back as a few points (and its
+        PNG, drawn once, would stay thin). Such a request, or one that fails, is asked
+        again group by group."""
+        if not self._reads_in_bulk():
+            return [self._group_histories(group, max_points) for group in groups]
+        results: dict[int, RunHistories | MlflowError] = {}
+        for batch in _batches(groups):
+            shared = self._batch_histories([groups[i] for i in batch], max_points)
+            for place, index in enumerate(batch):
+                results[index] = (shared[place] if shared is not None
+                                  else self._group_histories(groups[index], max_points))
+        return [results[index] for index in range(len(groups))]
+
+    def _batch_histories(self, groups: Sequence[HistoryGroup], max_points: int
+                         ) -> list[RunHistories] | None:
+        """Each group's histories from shared requests; None when there is one group,
+        or the requests failed or may have been sampled across groups."""
+        if len(groups) < 2:
+            return None
+        runs: RunHistories = {run_id: {metric: [] for metric in metrics}
+                              for run_ids, metrics in groups for run_id in run_ids}
+        for metric in dict.fromkeys(m for _, metrics in groups for m in metrics):
+            asked = list(dict.fromkeys(run_id for run_ids, metrics in groups
+                                       if metric in metrics for run_id in run_ids))
+            try:
+                found = self._histories(asked, metric, max_points)
+            except MlflowError:
+                return None
+            steps = {step for points in found.values() for step, _ in points}
+            if self._bulk_history and (len(steps) >= max_points or any(
+                    len(points) >= max_points for points in found.values())):
+                return None
+            for run_id, points in found.items():
+                if metric in runs.get(run_id, {}):
+                    runs[run_id][metric] = points
+        return [{run_id: runs[run_id] for run_id in run_ids} for run_ids, _ in groups]
+
+    def _group_histories(self, group: HistoryGroup, max_points: int
+                         ) -> RunHistories | MlflowError:
+        try:
+            return self.metric_histories(group[0], group[1], max_points)
+        except MlflowError as exc:
+            return exc
+
+    def _reads_in_bulk(self) -> bool:
+        if self._client is None:
+            self._client = _client(self.tracking_uri)
+        return self._bulk_history and _rest_store(self._client) is not None
 
     def _histories(self, run_ids: Sequence[str], metric: str, max_points: int
                    ) -> dict[str, list[tuple[int, float]]]:

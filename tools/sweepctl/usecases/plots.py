@@ -22,10 +22,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweepctl.errors import SweepctlError
 from sweepctl.results.compare import Comparison
 from sweepctl.workspace import ResolvedExperiment, Workspace
+
+if TYPE_CHECKING:
+    from sweepctl.clients.mlflow_store import RunHistories
 
 PARALLEL_FROM = 20   # curves to draw before worker processes pay for their start
 MAX_JOBS = 16        # each worker is an interpreter with matplotlib (~100 MB)
@@ -65,23 +69,29 @@ def fetch_histories(workspace: Workspace, sources: Sequence[CurveSource]
     """The histories of every curve in ``sources``, read before anything is drawn or
     written, and the errors by source index (a failed read fails only its experiment).
 
-    One request per experiment and metric (per 100 runs), never one mixing experiments:
-    some MLflow stores (the file store behind a server) sample one set of steps for the
-    whole request, so a short run next to a 20,000-step run would come back as a few
-    points, and its PNG would be kept, since its runs do not change."""
+    One ``grouped_histories`` per tracking store, an experiment a group: experiments
+    share requests (100 runs each) unless that could thin one's curves by another's
+    steps, which the store checks."""
     from sweepctl.results import curves
 
     fetched: Histories = {}
     failed: dict[int, SweepctlError] = {}
+    by_uri: dict[str, list[int]] = {}
     for index, source in enumerate(sources):
+        by_uri.setdefault(source.uri, []).append(index)
+    for uri, indexes in by_uri.items():
+        groups = [(list(sources[i].run_ids.values()), sources[i].metrics) for i in indexes]
         try:
-            found = workspace.store(source.uri).metric_histories(
-                list(source.run_ids.values()), source.metrics, max_points=curves.MAX_POINTS)
-        except SweepctlError as exc:
-            failed[index] = exc
-            continue
-        for run_id, by_metric in found.items():
-            fetched[(source.uri, run_id)] = by_metric
+            read: Sequence[RunHistories | SweepctlError] = workspace.store(uri).grouped_histories(
+                groups, max_points=curves.MAX_POINTS)
+        except SweepctlError as exc:   # the store cannot even be opened
+            read = [exc] * len(indexes)
+        for index, found in zip(indexes, read, strict=True):
+            if isinstance(found, SweepctlError):
+                failed[index] = found
+                continue
+            for run_id, by_metric in found.items():
+                fetched[(uri, run_id)] = by_metric
     return fetched, failed
 
 
