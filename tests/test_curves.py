@@ -267,10 +267,11 @@ def test_the_source_key_is_read_back_only_from_a_real_png(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("server", ["mlflow_server", "mlflow_file_server"])
 def test_experiments_share_history_requests_unless_one_could_thin_another(
-        server: str, request: pytest.FixtureRequest) -> None:
-    """Three experiments of short runs: one request per metric for all of them. A long
-    run next to a short one whose steps lie beyond it: the file store samples one set of
-    steps for the whole request and would drop the short run's middle point, so that
+        server: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three experiments of short runs: one request per metric for all of them. Then a
+    long run next to a short one whose steps lie beyond it, more distinct steps than a
+    shared request asks for (the server's cap, 100 here): the file store samples one set
+    of steps for the whole request and would drop the short run's middle point, so that
     request is asked again experiment by experiment, and the short run keeps every point
     from either store."""
     from mlflow.tracking import MlflowClient
@@ -289,6 +290,7 @@ def test_experiments_share_history_requests_unless_one_could_thin_another(
         assert all([s for s, _ in group[i]["loss"]] == [1, 2, 3] for i in ids)
         assert all(group[i]["eval_loss"] == [] for i in ids)
 
+    monkeypatch.setattr("sweepctl.clients.mlflow_store.SHARED_HISTORY_POINTS", 100)
     long = _runs_with_loss(client, eid, 1, steps=200)
     late = _runs_with_loss(client, eid, 1, first=1001)
     if server == "mlflow_file_server":   # the peer's behaviour this guards against
@@ -301,6 +303,73 @@ def test_experiments_share_history_requests_unless_one_could_thin_another(
     assert [s for s, _ in second[late[0]]["loss"]] == [1001, 1002, 1003]
     assert 40 <= len(first[long[0]]["loss"]) <= 51
     assert store.calls["get_metric_history_bulk_interval"] == 3   # shared, then each
+
+
+def test_a_file_store_thins_short_runs_by_their_union_and_the_steps_tell(
+        mlflow_file_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No run has the cap's points, only their steps together do (6 + 6 distinct, a cap
+    of 8): the shared response is sampled all the same, and the distinct steps are what
+    catches it."""
+    from mlflow.tracking import MlflowClient
+    from sweepctl.clients.mlflow_store import MlflowStore
+
+    monkeypatch.setattr("sweepctl.clients.mlflow_store.SHARED_HISTORY_POINTS", 8)
+    client = MlflowClient(mlflow_file_server)
+    eid = client.create_experiment("curves-union")
+    early = _runs_with_loss(client, eid, 1, steps=6)
+    late = _runs_with_loss(client, eid, 1, steps=6, first=101)
+    mixed = MlflowStore(mlflow_file_server).metric_histories(early + late, ["loss"],
+                                                             max_points=8)
+    assert len(mixed[late[0]]["loss"]) < 6          # what a shared read would keep
+    store = MlflowStore(mlflow_file_server)
+    found = store.grouped_histories([(early, ["loss"]), (late, ["loss"])])
+    assert not isinstance(found[1], SweepctlError)
+    assert [s for s, _ in found[1][late[0]]["loss"]] == list(range(101, 107))
+    assert store.calls["get_metric_history_bulk_interval"] == 3
+
+
+def test_grouped_histories_give_each_group_its_own_metrics(mlflow_server: str) -> None:
+    """A run in two groups gets each group's metrics; a metric one group asks for is one
+    request of its own; an empty group costs no request."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+    from sweepctl.clients.mlflow_store import MlflowStore
+
+    client = MlflowClient(mlflow_server)
+    eid = client.create_experiment("curves-metrics")
+    shared, other = _runs_with_loss(client, eid, 2)
+    client.log_batch(shared, metrics=[Metric("acc", 0.5, 0, 3)])
+    store = MlflowStore(mlflow_server)
+    first, second, empty = store.grouped_histories(
+        [([shared], ["loss"]), ([shared, other], ["acc"]), ([], ["eval_loss"])])
+    assert first == {shared: {"loss": [(1, 1.0 / 2), (2, 1.0 / 3), (3, 1.0 / 4)]}}
+    assert second == {shared: {"acc": [(3, 0.5)]}, other: {"acc": []}}
+    assert empty == {}
+    assert store.calls["get_metric_history_bulk_interval"] == 2   # loss, acc
+
+
+def test_grouped_histories_from_a_server_without_the_bulk_endpoint(
+        httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared request is answered 404: every run is read on its own, once."""
+    from sweepctl.clients.mlflow_store import HISTORY_ENDPOINT, MlflowStore
+
+    httpserver.expect_request(HISTORY_ENDPOINT).respond_with_data("Not Found", status=404)
+
+    def history(request: Request) -> Response:
+        value = int(request.args["run_id"][1:]) / 10
+        return Response(json.dumps({"metrics": [{"key": request.args["metric_key"],
+                                                 "value": value, "timestamp": 0, "step": 7}]}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/api/2.0/mlflow/metrics/get-history").respond_with_handler(
+        history)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    store = MlflowStore(httpserver.url_for("/").rstrip("/"))
+    found = store.grouped_histories([(["r1"], ["loss"]), (["r2", "r3"], ["loss"])])
+    assert found == [{"r1": {"loss": [(7, 0.1)]}},
+                     {"r2": {"loss": [(7, 0.2)]}, "r3": {"loss": [(7, 0.3)]}}]
+    assert store.calls["get_metric_history_bulk_interval"] == 1
+    assert store.calls["get_metric_history"] == 3
 
 
 def test_history_batches_pack_experiments_up_to_a_hundred_runs() -> None:

@@ -32,6 +32,9 @@ RUN_IDS_PER_SEARCH = 500
 HISTORY_ENDPOINT = "/api/2.0/mlflow/metrics/get-history-bulk-interval"
 HISTORY_RUNS_PER_REQUEST = 100
 HISTORY_POINTS = 500
+# a request shared by several experiments asks for the server's cap, so that only a
+# response with this many distinct steps can have been sampled across them
+SHARED_HISTORY_POINTS = 2500
 
 
 @dataclass(frozen=True)
@@ -276,14 +279,11 @@ class MlflowStore:
         server older than that endpoint: one get_metric_history per run and metric,
         every point."""
         ordered = list(dict.fromkeys(run_ids))
-        histories: dict[str, dict[str, list[tuple[int, float]]]] = {
-            run_id: {metric: [] for metric in metrics} for run_id in ordered}
+        histories: RunHistories = {run_id: {} for run_id in ordered}
         for metric in metrics:
-            for start in range(0, len(ordered), HISTORY_RUNS_PER_REQUEST):
-                chunk = ordered[start:start + HISTORY_RUNS_PER_REQUEST]
-                for run_id, points in self._histories(chunk, metric, max_points).items():
-                    if run_id in histories:
-                        histories[run_id][metric] = points
+            found = self._metric_history(ordered, metric, max_points)
+            for run_id in ordered:
+                histories[run_id][metric] = found.get(run_id, [])
         return histories
 
     def grouped_histories(self, groups: Sequence[HistoryGroup],
@@ -292,46 +292,68 @@ class MlflowStore:
         """``metric_histories`` of each group (one experiment's runs and metrics), or the
         error that stopped it: a failed read is its group's alone.
 
-        From a tracking server, groups are read together, up to 100 runs a request. A
-        request mixing groups is kept only when it cannot have been sampled: fewer than
-        ``max_points`` distinct steps in all and no run with ``max_points`` points. A
-        file store behind a server samples one set of steps for the whole request, so a
-        short run next to a 20,000-step one would come back as a few points (and its
-        PNG, drawn once, would stay thin). Such a request, or one that fails, is asked
-        again group by group."""
+        From a tracking server, groups are read together, one request per metric and 100
+        runs, asking for up to the server's cap of points (SHARED_HISTORY_POINTS). A
+        file store behind a server samples one set of steps for the whole request once
+        the runs have more distinct steps than that, so a short run next to a long one
+        would come back as a few points (and its PNG, drawn once, would stay thin). Such
+        a response (that many distinct steps), or a failed request, is asked again group
+        by group. A SQL store samples each run on its own: its shared responses are
+        always kept."""
         if not self._reads_in_bulk():
             return [self._group_histories(group, max_points) for group in groups]
-        results: dict[int, RunHistories | MlflowError] = {}
+        results: list[RunHistories | MlflowError] = []
         for batch in _batches(groups):
-            shared = self._batch_histories([groups[i] for i in batch], max_points)
-            for place, index in enumerate(batch):
-                results[index] = (shared[place] if shared is not None
-                                  else self._group_histories(groups[index], max_points))
-        return [results[index] for index in range(len(groups))]
+            results.extend(self._batch_histories([groups[i] for i in batch], max_points))
+        return results
 
     def _batch_histories(self, groups: Sequence[HistoryGroup], max_points: int
-                         ) -> list[RunHistories] | None:
-        """Each group's histories from shared requests; None when there is one group,
-        or the requests failed or may have been sampled across groups."""
-        if len(groups) < 2:
-            return None
-        runs: RunHistories = {run_id: {metric: [] for metric in metrics}
-                              for run_ids, metrics in groups for run_id in run_ids}
+                         ) -> list[RunHistories | MlflowError]:
+        results: list[RunHistories | MlflowError] = [
+            {run_id: {} for run_id in dict.fromkeys(run_ids)} for run_ids, _ in groups]
         for metric in dict.fromkeys(m for _, metrics in groups for m in metrics):
-            asked = list(dict.fromkeys(run_id for run_ids, metrics in groups
-                                       if metric in metrics for run_id in run_ids))
-            try:
-                found = self._histories(asked, metric, max_points)
-            except MlflowError:
-                return None
-            steps = {step for points in found.values() for step, _ in points}
-            if self._bulk_history and (len(steps) >= max_points or any(
-                    len(points) >= max_points for points in found.values())):
-                return None
-            for run_id, points in found.items():
-                if metric in runs.get(run_id, {}):
-                    runs[run_id][metric] = points
-        return [{run_id: runs[run_id] for run_id in run_ids} for run_ids, _ in groups]
+            members = [i for i, (run_ids, metrics) in enumerate(groups)
+                       if metric in metrics and run_ids]
+            shared = (self._shared_history([groups[i][0] for i in members], metric)
+                      if len(members) > 1 else None)
+            for i in members:
+                into = results[i]
+                if isinstance(into, MlflowError):
+                    continue
+                try:
+                    found = (shared if shared is not None
+                             else self._metric_history(groups[i][0], metric, max_points))
+                except MlflowError as exc:
+                    results[i] = exc
+                    continue
+                for run_id, by_metric in into.items():
+                    by_metric[metric] = found.get(run_id, [])
+        return results
+
+    def _shared_history(self, run_id_lists: Sequence[Sequence[str]], metric: str
+                        ) -> dict[str, list[tuple[int, float]]] | None:
+        """One request for several groups' runs (100 at most); None when it failed or
+        may have been sampled across them. Only the distinct steps tell: a run thinned
+        on its own (a SQL store, or a file store's per-run cap) is thinned as a request
+        of its group alone would thin it, at max_points <= the cap asked here."""
+        asked = list(dict.fromkeys(run_id for run_ids in run_id_lists for run_id in run_ids))
+        try:
+            found = self._histories(asked, metric, SHARED_HISTORY_POINTS)
+        except MlflowError:
+            return None
+        steps = {step for points in found.values() for step, _ in points}
+        if self._bulk_history and len(steps) >= SHARED_HISTORY_POINTS:
+            return None
+        return found
+
+    def _metric_history(self, run_ids: Sequence[str], metric: str, max_points: int
+                        ) -> dict[str, list[tuple[int, float]]]:
+        found: dict[str, list[tuple[int, float]]] = {}
+        ordered = list(dict.fromkeys(run_ids))
+        for start in range(0, len(ordered), HISTORY_RUNS_PER_REQUEST):
+            chunk = ordered[start:start + HISTORY_RUNS_PER_REQUEST]
+            found.update(self._histories(chunk, metric, max_points))
+        return found
 
     def _group_histories(self, group: HistoryGroup, max_points: int
                          ) -> RunHistories | MlflowError:
