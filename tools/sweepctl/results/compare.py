@@ -269,6 +269,27 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
     backend: this machine), so overlapping local runs count as measured under contention.
     ``derived`` is the sweep's derived keys (see ``Comparison.derived``).
     """
+    varied = varied_parameters(trials)
+    rows = _joined_rows(trials, runs, varied, objective.metric)
+    baseline = next((r for r in rows if r.is_baseline and r.objective is not None), None)
+    rows = [_with_deltas(row, baseline) for row in rows]
+    counts = _counts(rows)
+    best = pick_best(rows, objective)
+    verdict, verdict_text = _verdict(best, objective, objective.metric, counts)
+    spot = robust_sweet_spot(rows, best, tolerance, contended_runs(runs, default_host))
+    return Comparison(
+        experiment=experiment, metric=objective.metric, goal=objective.goal,
+        target=objective.target, tolerance=tolerance, varied=varied, rows=tuple(rows),
+        best=best, sweet_spot=spot.row, verdict=verdict,
+        verdict_text=verdict_text, counts=counts, tracking_uri=tracking_uri,
+        runtime_note=spot.note, derived=derived,
+    )
+
+
+def _joined_rows(trials: Sequence[Trial], runs: Sequence[RunRecord],
+                 varied: Sequence[str], metric: str) -> list[Row]:
+    """One row per group of replicates (in sweep order), then one per run of a trial
+    no longer in the sweep."""
     by_id: dict[str, list[RunRecord]] = {}
     for run in runs:
         if run.trial_id:
@@ -277,7 +298,6 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
     for run in runs:
         if run.trial_name and run.trial_id:
             by_name.setdefault(run.trial_name, run.trial_id)
-    varied = varied_parameters(trials)
     groups: dict[tuple[str, ...], list[Trial]] = {}
     for trial in sorted(trials, key=lambda t: (t.index, t.replicate)):
         key = tuple(repr(trial.config.get(k, trial.params.get(k))) for k in varied)
@@ -298,25 +318,13 @@ def build_comparison(experiment: str, trials: Sequence[Trial], runs: Sequence[Ru
         label = first.slug
         params = {k: first.config.get(k, first.params.get(k)) for k in varied}
         rows.append(_build_row(label, first.index, params, [t.trial_id for t in members],
-                               chosen, objective.metric))
+                               chosen, metric))
     for trial_id, extra in by_id.items():
         if trial_id in used:
             continue
         run = _choose_run(extra)
         params = {k: run.params[k] for k in varied if k in run.params}
         label = run.tags.get(TAG_TRIAL) or trial_id
-        rows.append(_build_row(label, -1, params, [trial_id], [run], objective.metric,
+        rows.append(_build_row(label, -1, params, [trial_id], [run], metric,
                                in_sweep=False))
-    baseline = next((r for r in rows if r.is_baseline and r.objective is not None), None)
-    rows = [_with_deltas(row, baseline) for row in rows]
-    counts = _counts(rows)
-    best = pick_best(rows, objective)
-    verdict, verdict_text = _verdict(best, objective, objective.metric, counts)
-    spot = robust_sweet_spot(rows, best, tolerance, contended_runs(runs, default_host))
-    return Comparison(
-        experiment=experiment, metric=objective.metric, goal=objective.goal,
-        target=objective.target, tolerance=tolerance, varied=varied, rows=tuple(rows),
-        best=best, sweet_spot=spot.row, verdict=verdict,
-        verdict_text=verdict_text, counts=counts, tracking_uri=tracking_uri,
-        runtime_note=spot.note, derived=derived,
-    )
+    return rows
