@@ -191,13 +191,18 @@ class MlflowStore:
     def safe_uri(self) -> str:
         return safe_uri(self.tracking_uri)
 
-    def _call(self, action: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+    def _mlflow(self) -> Any:
+        """The MlflowClient, made on first use (``import mlflow`` costs ~1.3 s)."""
         if self._client is None:
             self._client = _client(self.tracking_uri)
+        return self._client
+
+    def _call(self, action: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+        client = self._mlflow()
         self.requests += 1
         self.calls[fn_name] += 1
         try:
-            return getattr(self._client, fn_name)(*args, **kwargs)
+            return getattr(client, fn_name)(*args, **kwargs)
         except Exception as exc:
             raise _wrap(action, self.tracking_uri, exc) from exc
 
@@ -363,15 +368,11 @@ class MlflowStore:
             return exc
 
     def _reads_in_bulk(self) -> bool:
-        if self._client is None:
-            self._client = _client(self.tracking_uri)
-        return self._bulk_history and _rest_store(self._client) is not None
+        return self._bulk_history and _rest_store(self._mlflow()) is not None
 
     def _histories(self, run_ids: Sequence[str], metric: str, max_points: int
                    ) -> dict[str, list[tuple[int, float]]]:
-        if self._client is None:
-            self._client = _client(self.tracking_uri)
-        store = _rest_store(self._client) if self._bulk_history else None
+        store = _rest_store(self._mlflow()) if self._bulk_history else None
         if store is not None:
             try:
                 return self._bulk_histories(store, run_ids, metric, max_points)
