@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from matplotlib import image
 from pytest_httpserver import HTTPServer
 from sweepctl.errors import SweepctlError
+from sweepctl.results import curves, pngfile
 from sweepctl.results.curves import (
     CURVES_FILE,
     MAX_POINTS,
@@ -94,6 +95,67 @@ def test_a_symlinked_plots_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SweepctlError, match="symlink is refused"):
         write_curves("x", HISTORIES, "eval_loss", tmp_path / "plots")
     assert list(elsewhere.iterdir()) == []
+
+
+_POINTS = st.lists(st.tuples(st.integers(0, 5000),
+                             st.floats(-1e6, 1e6) | st.just(float("nan"))),
+                   max_size=40)
+_HISTORIES = st.dictionaries(
+    st.text(st.characters(min_codepoint=32, max_codepoint=0x17F), max_size=12),  # in DejaVu
+    st.fixed_dictionaries({"loss": _POINTS, "eval_loss": _POINTS}), min_size=1, max_size=25)
+
+
+def _fresh_bytes(folder: Path, histories: dict[str, Any], objective: str) -> bytes | None:
+    pngfile._KEPT.clear()
+    path = write_curves("exp", histories, objective, folder, key="k")
+    return None if path is None else path.read_bytes()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(first=_HISTORIES, second=_HISTORIES, objective=st.sampled_from(["eval_loss", "loss"]))
+# a panel left empty keeps a new axes' view, not the last plot's (found by this test)
+@example(first={"a": {"loss": [], "eval_loss": [(0, 0.0)]}},
+         second={"a": {"loss": [(0, 0.0)], "eval_loss": []}}, objective="eval_loss")
+def test_a_kept_figure_draws_byte_for_byte_the_png_a_new_one_draws(
+        first: dict[str, Any], second: dict[str, Any], objective: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        fresh = _fresh_bytes(root / "fresh", second, objective)
+        write_curves("other", first, objective, root / "first", key="other")
+        kept = write_curves("exp", second, objective, root / "second", key="k")
+        assert (None if kept is None else kept.read_bytes()) == fresh
+
+
+def test_one_figure_per_layout_draws_every_plot_of_a_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[int] = []
+    blank = curves._blank
+    monkeypatch.setattr(curves, "_blank", lambda panels: made.append(panels) or blank(panels))
+    pngfile._KEPT.clear()
+    for index in range(3):
+        write_curves(f"exp-{index}", HISTORIES, "eval_loss", tmp_path / str(index))
+    write_curves("one-panel", {"a": {"loss": [(1, 2.0)]}}, "loss", tmp_path / "loss")
+    assert made == [2, 1]
+
+
+def test_a_plot_that_fails_does_not_give_its_figure_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh = _fresh_bytes(tmp_path / "fresh", HISTORIES, "eval_loss")
+    draw = curves._draw
+
+    def half_drawn(fig: Any, *args: Any) -> None:
+        draw(fig, *args)
+        fig.axes[0].set_xscale("log")   # state no plot of ours resets
+        raise RuntimeError("matplotlib gave up")
+
+    monkeypatch.setattr(curves, "_draw", half_drawn)
+    with pytest.raises(RuntimeError):
+        write_curves("exp", HISTORIES, "eval_loss", tmp_path / "failed", key="k")
+    monkeypatch.setattr(curves, "_draw", draw)
+    kept = write_curves("exp", HISTORIES, "eval_loss", tmp_path / "again", key="k")
+    assert kept is not None and kept.read_bytes() == fresh
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.floats(allow_nan=True)), max_size=2000))

@@ -67,8 +67,8 @@ def test_a_plot_drawn_from_the_same_points_is_not_drawn_again(
     stamps = [p.stat().st_mtime_ns for p in written]
     drawn: list[str] = []
     real = module._plot
-    monkeypatch.setattr(module, "_plot", lambda c, parameter, points: (
-        drawn.append(parameter), real(c, parameter, points))[1])
+    monkeypatch.setattr(module, "_plot", lambda figure, c, parameter, points: (
+        drawn.append(parameter), real(figure, c, parameter, points))[1])
     assert write_plots(comparison, table, tmp_path) == written
     assert drawn == [] and [p.stat().st_mtime_ns for p in written] == stamps
     table["lora_rank"] = table["lora_rank"][:1]            # one value's result changed
@@ -214,3 +214,17 @@ def test_compare_of_a_random_sweep_keeps_both_drawn_parameters(
     table = sensitivity(comparison)
     assert sorted(table) == ["learning_rate", "lora_dropout"]
     assert sum(p.count for p in table["lora_dropout"]) == 5
+
+
+def test_a_kept_figure_draws_byte_for_byte_the_plots_a_new_one_draws(tmp_path: Path) -> None:
+    from sweepctl.results import pngfile
+
+    comparison = grid_comparison()
+    table = sensitivity(comparison)
+    rank_only = {"lora_rank": table["lora_rank"]}
+    pngfile._KEPT.clear()
+    fresh = write_plots(comparison, rank_only, tmp_path / "fresh")[0].read_bytes()
+    assert "sensitivity" in pngfile._KEPT   # the figure is kept for the next plot
+    # another plot first (other ticks, labels, error bars and annotations), then the same
+    write_plots(comparison, {"learning_rate": table["learning_rate"]}, tmp_path / "other")
+    assert write_plots(comparison, rank_only, tmp_path / "kept")[0].read_bytes() == fresh

@@ -58,16 +58,37 @@ def series(points: Sequence[tuple[int, float]]) -> tuple[list[int], list[float]]
     return [s for s, _ in clean], [v for _, v in clean]
 
 
+def _metrics(objective: str, loss_key: str) -> list[str]:
+    return [loss_key] if objective == loss_key else [loss_key, objective]
+
+
+def _has_points(histories: Mapping[str, History], metrics: Sequence[str]) -> bool:
+    return any(series(h.get(m, ()))[0] for h in histories.values() for m in metrics)
+
+
+def _blank(panels: int) -> Figure:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5 * panels, 3.4), dpi=100)
+    fig.subplots(1, panels, squeeze=False)
+    pngfile.set_margins(fig, left=0.75, right=0.2, bottom=0.5, top=0.6, gap=0.85)
+    return fig
+
+
 def figure(experiment: str, histories: Mapping[str, History], objective: str,
            loss_key: str = LOSS_KEY) -> Figure | None:
     """The figure (loss panel, objective panel), or None when no trial has any point."""
-    from matplotlib.figure import Figure
-
-    metrics = [loss_key] if objective == loss_key else [loss_key, objective]
-    if not any(series(h.get(m, ()))[0] for h in histories.values() for m in metrics):
+    metrics = _metrics(objective, loss_key)
+    if not _has_points(histories, metrics):
         return None
-    fig = Figure(figsize=(5 * len(metrics), 3.4), dpi=100)
-    panels = fig.subplots(1, len(metrics), squeeze=False)[0]
+    fig = _blank(len(metrics))
+    _draw(fig, experiment, histories, metrics)
+    return fig
+
+
+def _draw(fig: Figure, experiment: str, histories: Mapping[str, History],
+          metrics: Sequence[str]) -> None:
+    panels = fig.axes
     for axes, metric in zip(panels, metrics, strict=True):
         for label, history in histories.items():
             steps, values = series(history.get(metric, ()))
@@ -83,8 +104,6 @@ def figure(experiment: str, histories: Mapping[str, History], objective: str,
     handles, labels = legend_on.get_legend_handles_labels()
     legend_on.legend(handles[:MAX_LEGEND], labels[:MAX_LEGEND], fontsize=7)
     fig.suptitle(f"{legend_label(experiment)}: learning curves", fontsize=10)
-    pngfile.set_margins(fig, left=0.75, right=0.2, bottom=0.5, top=0.6, gap=0.85)
-    return fig
 
 
 def source_key(run_ids: Mapping[str, str], metrics: Sequence[str]) -> str:
@@ -102,8 +121,11 @@ def write_curves(experiment: str, histories: Mapping[str, History], objective: s
                  folder: Path, loss_key: str = LOSS_KEY, key: str | None = None
                  ) -> Path | None:
     """Write ``folder/learning-curves.png`` (folder created), ``key`` (source_key) kept
-    in it; None when there is no data."""
-    fig = figure(experiment, histories, objective, loss_key)
-    if fig is None:
+    in it; None when there is no data. Drawn on this process's kept figure of the layout
+    (``pngfile.kept_figure``)."""
+    metrics = _metrics(objective, loss_key)
+    if not _has_points(histories, metrics):
         return None
-    return save_png(fig, folder, CURVES_FILE, description=key)
+    with pngfile.kept_figure(f"curves-{len(metrics)}", lambda: _blank(len(metrics))) as fig:
+        _draw(fig, experiment, histories, metrics)
+        return save_png(fig, folder, CURVES_FILE, description=key)

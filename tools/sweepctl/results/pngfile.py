@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,6 +62,49 @@ def set_margins(figure: Figure, *, left: float, right: float, bottom: float, top
     figure.subplots_adjust(left=left / width, right=1 - right / width,
                            bottom=bottom / height, top=1 - top / height,
                            wspace=gap / panel if panel > 0 else 0.2)
+
+
+# layout -> a figure of it, made once in this process and cleared for each plot
+_KEPT: dict[str, Figure] = {}
+
+
+@contextmanager
+def kept_figure(layout: str, make: Callable[[], Figure]) -> Iterator[Figure]:
+    """A blank figure of ``layout`` (``make`` builds one): the one this process drew the
+    last plot of that layout on, cleared, else a new one. A first report draws 2,000
+    plots, and a new figure's axes, ticks and tick labels are a quarter of each PNG's
+    cost. Cleared is as good as new: the PNG is byte for byte the one a new figure draws
+    (tested). A plot that raises does not give its figure back, so whatever state it left
+    never reaches the next one; a nested use gets a new figure. One thread draws."""
+    figure = _KEPT.pop(layout, None)
+    if figure is None:
+        figure = make()
+    else:
+        _clear(figure)
+    yield figure
+    _KEPT[layout] = figure
+
+
+def _clear(figure: Figure) -> None:
+    """Every artist a plot added gone, and the axes back to their defaults (autoscaled,
+    automatic ticks, the first colour of the cycle); titles and labels are set again by
+    each plot."""
+    from matplotlib.ticker import AutoLocator, ScalarFormatter
+
+    for axes in figure.axes:
+        for artist in [*axes.lines, *axes.collections, *axes.texts, *axes.patches,
+                       *axes.images, *axes.tables]:
+            artist.remove()
+        axes.containers.clear()
+        if axes.legend_ is not None:
+            axes.legend_.remove()
+        axes.set_prop_cycle(None)
+        for axis in (axes.xaxis, axes.yaxis):
+            axis.set_major_locator(AutoLocator())
+            axis.set_major_formatter(ScalarFormatter())
+        axes.relim()                        # no data left: a null data box
+        axes.set_xlim(0, 1, auto=True)      # a new axes' view, autoscaled
+        axes.set_ylim(0, 1, auto=True)
 
 
 def source_key(data: object) -> str:

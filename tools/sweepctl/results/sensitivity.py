@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweepctl.results.compare import Comparison, Row
-from sweepctl.results.pngfile import read_description, save_png, set_margins, source_key
+from sweepctl.results.pngfile import (
+    kept_figure,
+    read_description,
+    save_png,
+    set_margins,
+    source_key,
+)
 from sweepctl.values import format_value
 
 if TYPE_CHECKING:
@@ -145,17 +151,27 @@ def write_plots(comparison: Comparison, table: dict[str, list[Point]],
         key = source_key(["sensitivity", comparison.experiment, comparison.metric, parameter,
                           [(repr(p.value), p.mean, p.std, p.count) for p in points]])
         if read_description(folder, name) != key:
-            save_png(_plot(comparison, parameter, points), folder, name, description=key)
+            with kept_figure("sensitivity", _blank) as figure:
+                _plot(figure, comparison, parameter, points)
+                save_png(figure, folder, name, description=key)
         paths.append(folder / name)
     return paths
 
 
-def _plot(comparison: Comparison, parameter: str, points: Sequence[Point]) -> Figure:
+def _blank() -> Figure:
     # a bare Figure renders through Agg without pyplot's global state or a display
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(5, 3.2), dpi=100)
-    axes = figure.add_subplot()
+    figure.add_subplot()
+    set_margins(figure, left=0.8, right=0.15, bottom=0.55, top=0.35)
+    return figure
+
+
+def _plot(figure: Figure, comparison: Comparison, parameter: str,
+          points: Sequence[Point]) -> None:
+    """The error-bar plot of ``parameter`` drawn on ``figure`` (blank, from _blank)."""
+    axes = figure.axes[0]
     # categorical positions: sweep values are few and often log-spaced (learning rates)
     positions = list(range(len(points)))
     axes.errorbar(positions, [p.mean for p in points],
@@ -167,5 +183,3 @@ def _plot(comparison: Comparison, parameter: str, points: Sequence[Point]) -> Fi
     axes.set_xlabel(parameter)
     axes.set_ylabel(f"{comparison.metric} (mean ± std)")
     axes.set_title(f"{comparison.experiment}: {comparison.metric} vs {parameter}", fontsize=9)
-    set_margins(figure, left=0.8, right=0.15, bottom=0.55, top=0.35)
-    return figure
