@@ -103,6 +103,9 @@ class Workspace:
     _defaults: dict[Path, tuple[dict[str, Any], Findings]] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
     _indexes: dict[str, tuple[frozenset[str] | None, RunIndex]] = field(default_factory=dict)
+    # uri -> (how many experiments were resolved then, their scopes): compare asks the
+    # index once per experiment, and 1,000 experiments must not cost 1,000,000 trial ids
+    _scopes: dict[str, tuple[int, list[Scope]]] = field(default_factory=dict)
     resolved: list[ResolvedExperiment] = field(default_factory=list)
 
     # -- finding and loading experiments -------------------------------------------------
@@ -225,12 +228,21 @@ class Workspace:
         """How many times this command called one MLflow client method (search_runs...)."""
         return sum(store.calls[method] for store in self._stores.values())
 
+    def scopes(self, uri: str) -> list[Scope]:
+        """What the index of ``uri`` covers: each experiment resolved so far that logs
+        there, with its trial ids."""
+        count, scopes = self._scopes.get(uri, (-1, []))
+        if count != len(self.resolved):
+            scopes = [Scope(r.experiment.mlflow_experiment, r.name, tuple(r.trial_ids))
+                      for r in self.resolved if r.tracking_uri == uri]
+            self._scopes[uri] = (len(self.resolved), scopes)
+        return scopes
+
     def run_index(self, uri: str, *, with_parents: bool = False) -> RunIndex:
         """The one index of the store at ``uri`` for this command: a scoped scan when the
         command's experiments (resolve them all first) have few trials, else one paged scan
         of every trial run (see runindex)."""
-        scopes = [Scope(r.experiment.mlflow_experiment, r.name, tuple(r.trial_ids))
-                  for r in self.resolved if r.tracking_uri == uri]
+        scopes = self.scopes(uri)
         names = frozenset(s.experiment for s in scopes)
         cached = self._indexes.get(uri)
         if cached is not None and (cached[0] is None or names <= cached[0]) and (
@@ -251,10 +263,8 @@ class Workspace:
         if folder is None:
             return scan(store, with_parents=with_parents)
         previous = None if self.full_scan else index_cache.read(folder, store.tracking_uri)
-        scopes = [Scope(r.experiment.mlflow_experiment, r.name, tuple(r.trial_ids))
-                  for r in self.resolved if r.tracking_uri == store.tracking_uri]
         index, snapshot = scan_cached(store, previous, now=int(self.clock() * 1000),
-                                      scopes=scopes)
+                                      scopes=self.scopes(store.tracking_uri))
         index_cache.write(folder, snapshot)
         return index
 
