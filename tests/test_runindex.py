@@ -86,6 +86,22 @@ def test_a_launch_of_many_experiments_makes_one_scan(
     assert report.mlflow_requests == 3
 
 
+def test_the_scopes_of_a_store_follow_every_experiment_resolved(tmp_path: Path) -> None:
+    """What the index of a store covers is built once per experiment resolved, not per
+    question (compare asks once per experiment), and never misses one resolved later."""
+    first, second = copies(tmp_path, 2)
+    workspace = Workspace(env_tracking_uri="http://127.0.0.1:1")
+    one = workspace.resolve(workspace.load(first))
+    scopes = workspace.scopes("http://127.0.0.1:1")
+    assert [s.experiment for s in scopes] == [one.name]
+    assert workspace.scopes("http://127.0.0.1:1") is scopes   # asked again: not rebuilt
+    two = workspace.resolve(workspace.load(second))
+    again = workspace.scopes("http://127.0.0.1:1")
+    assert [(s.experiment, s.trial_ids) for s in again] == [
+        (one.name, tuple(one.trial_ids)), (two.name, tuple(two.trial_ids))]
+    assert workspace.scopes("http://elsewhere:1") == []
+
+
 def test_a_command_on_a_few_trials_reads_them_by_tag_whatever_the_history(
         tmp_path: Path, mlflow_server: str) -> None:
     """status of one experiment must not page through a year of runs: its requests grow

@@ -103,9 +103,9 @@ class Workspace:
     _defaults: dict[Path, tuple[dict[str, Any], Findings]] = field(default_factory=dict)
     _stores: dict[str, Any] = field(default_factory=dict)
     _indexes: dict[str, tuple[frozenset[str] | None, RunIndex]] = field(default_factory=dict)
-    # uri -> (how many experiments were resolved then, their scopes): compare asks the
-    # index once per experiment, and 1,000 experiments must not cost 1,000,000 trial ids
-    _scopes: dict[str, tuple[int, list[Scope]]] = field(default_factory=dict)
+    # uri -> the scopes of the experiments resolved so far (resolve clears it): compare
+    # asks the index once per experiment, and 1,000 must not cost 1,000,000 trial ids
+    _scopes: dict[str, list[Scope]] = field(default_factory=dict)
     resolved: list[ResolvedExperiment] = field(default_factory=list)
 
     # -- finding and loading experiments -------------------------------------------------
@@ -205,6 +205,7 @@ class Workspace:
             trials=tuple(expand(experiment, runtime.kubernetes.image, enforce_budget=False)),
             spec_hash=experiment_spec_hash(experiment))
         self.resolved.append(resolved)
+        self._scopes.clear()
         return resolved
 
     def resolve_all(self, experiments: Iterable[Experiment]) -> list[ResolvedExperiment]:
@@ -231,12 +232,11 @@ class Workspace:
     def scopes(self, uri: str) -> list[Scope]:
         """What the index of ``uri`` covers: each experiment resolved so far that logs
         there, with its trial ids."""
-        count, scopes = self._scopes.get(uri, (-1, []))
-        if count != len(self.resolved):
-            scopes = [Scope(r.experiment.mlflow_experiment, r.name, tuple(r.trial_ids))
-                      for r in self.resolved if r.tracking_uri == uri]
-            self._scopes[uri] = (len(self.resolved), scopes)
-        return scopes
+        if uri not in self._scopes:
+            self._scopes[uri] = [Scope(r.experiment.mlflow_experiment, r.name,
+                                       tuple(r.trial_ids))
+                                 for r in self.resolved if r.tracking_uri == uri]
+        return self._scopes[uri]
 
     def run_index(self, uri: str, *, with_parents: bool = False) -> RunIndex:
         """The one index of the store at ``uri`` for this command: a scoped scan when the

@@ -72,7 +72,7 @@ _KEPT: dict[str, Figure] = {}
 def kept_figure(layout: str, make: Callable[[], Figure]) -> Iterator[Figure]:
     """A blank figure of ``layout`` (``make`` builds one): the one this process drew the
     last plot of that layout on, cleared, else a new one. A first report draws 2,000
-    plots, and a new figure's axes, ticks and tick labels are a quarter of each PNG's
+    plots, and a new figure's axes, ticks and tick labels were a third of each PNG's
     cost. Cleared is as good as new: the PNG is byte for byte the one a new figure draws
     (tested). A plot that raises does not give its figure back, so whatever state it left
     never reaches the next one; a nested use gets a new figure. One thread draws."""
@@ -86,14 +86,18 @@ def kept_figure(layout: str, make: Callable[[], Figure]) -> Iterator[Figure]:
 
 
 def _clear(figure: Figure) -> None:
-    """Every artist a plot added gone, and the axes back to their defaults (autoscaled,
-    automatic ticks, the first colour of the cycle); titles and labels are set again by
-    each plot."""
+    """Undo what the plots drawn here (``curves._draw``, ``sensitivity._plot``) change:
+    their artists, error-bar containers and legend gone, the axes autoscaled from a new
+    axes' view with automatic ticks and the first colour of the cycle; titles and labels
+    are set again by each plot. Not reset (no plot of ours changes them): scales, minor
+    ticks, margins, tick_params, grid, aspect, figure-level texts but the suptitle. A
+    plot that changes one of those must reset it here, and the byte-for-byte tests cover
+    it."""
     from matplotlib.ticker import AutoLocator, ScalarFormatter
 
     for axes in figure.axes:
         for artist in [*axes.lines, *axes.collections, *axes.texts, *axes.patches,
-                       *axes.images, *axes.tables]:
+                       *axes.images, *axes.tables, *axes.artists]:
             artist.remove()
         axes.containers.clear()
         if axes.legend_ is not None:
