@@ -4,8 +4,9 @@ processes when there are many.
 
 Decisions:
 
-* Drawing is CPU-bound matplotlib (~0.1 s a curves PNG, ~0.05 s a sensitivity plot), so
-  a first report of 1,000 experiments spends most of its time there. With ``jobs`` > 1
+* Drawing is CPU-bound matplotlib (~0.07 s a curves PNG, ~0.04 s a sensitivity plot on
+  a kept figure, see pngfile.kept_figure), so a first report of 1,000 experiments
+  spends most of its time there. With ``jobs`` > 1
   and at least ``PARALLEL_FROM`` curves to draw, experiments are drawn by ``jobs`` worker
   processes; fewer are drawn in this process (a worker costs ~1 s to start: it imports
   matplotlib), so the hourly report, which draws almost nothing, starts none.
