@@ -7,7 +7,7 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sweepctl.findings import Findings
 from sweepctl.spec.sensitive import check_secrets, is_secret_key, token_kind
@@ -71,6 +71,7 @@ WORDS = ["llama", "Llama", "Meta", "Qwen2.5", "Mixtral", "Instruct", "chat", "v2
 
 @given(st.lists(st.tuples(st.sampled_from(["", "-", "_", ".", "/", ","]), st.sampled_from(WORDS)),
                 min_size=1, max_size=8))
+@example([("", "llama"), ("", "Mixtral"), ("", "70B"), ("", "checkpoint")])  # 4.0 bits
 def test_no_false_positive_on_ordinary_config_strings(parts: list[tuple[str, str]]) -> None:
     # model names, paths, CamelCase class names, module lists: words, however they are joined
     value = "".join(sep + word for sep, word in parts)

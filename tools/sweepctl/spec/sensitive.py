@@ -42,6 +42,11 @@ _RUN = re.compile(r"[A-Za-z0-9]{24,}")
 # one search that every token matches: most strings are short words and stop here
 _ANY = re.compile("|".join(pattern.pattern for _, pattern in TOKEN_FORMATS) + "|" + _RUN.pattern)
 MIN_ENTROPY = 4.0  # bits per character; random base62 of 24+ chars is ~4.3, words ~3.5
+# Words joined without separators (``llamaMixtral70Bcheckpoint``) can reach that entropy;
+# cut into CamelCase pieces and digit runs they are long (~5 characters a piece), random
+# base62 is not (~1.6; at most 2.6 for 98% of 40-character tokens)
+_PIECE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+MAX_PIECE = 2.6
 
 # Key names that carry a secret (matched on the last part of the key, case-insensitive):
 # LLaMA-Factory's hf_hub_token / ms_hub_token / om_hub_token / swanlab_api_key /
@@ -65,7 +70,8 @@ def _entropy(text: str) -> float:
 def _random_looking(run: str) -> bool:
     mixed = (any(c.isupper() for c in run) and any(c.islower() for c in run)
              and sum(c.isdigit() for c in run) >= 2)
-    return mixed and _entropy(run) >= MIN_ENTROPY
+    return (mixed and _entropy(run) >= MIN_ENTROPY
+            and len(run) <= MAX_PIECE * len(_PIECE.findall(run)))
 
 
 def token_kind(value: str) -> str | None:
