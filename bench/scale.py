@@ -20,12 +20,15 @@ times:
 - one bare paged `MlflowClient.search_runs` over every trial run (the peer);
 - the full reconcile: `launch` of every experiment, dry run, against kmock's Kubernetes
   emulator over HTTP (the 10 new experiments' 30 trials are server-side dry-run created),
-  first with no kept index (a full scan, as on a fresh clone), then again after half of
-  the new trials FINISHED through the server, from the index the first one kept (what
-  the 15-minute reconcile costs);
+  with the run index kept in MLflow as the workflows keep it (SWEEPCTL_INDEX_CACHE=mlflow):
+  first with none kept yet (a full scan: a store's first reconcile), then, 15 minutes
+  later on sweepctl's clock and on a "fresh runner" (a new workspace, nothing on disk),
+  after half of the new trials FINISHED through the server, from the index the first one
+  kept in MLflow (what every scheduled reconcile costs, the experiments' turns to be
+  read whole included);
 - `status` of one experiment;
 - `report` of every experiment, notes only (no GitHub): notes.md blocks and plots, from
-  the kept index: first with nothing drawn yet (every curve's history read, every PNG
+  the index kept in MLflow: first with nothing drawn yet (every curve's history read, every PNG
   drawn), then again as the hourly report finds it (nothing changed: nothing drawn).
 
 It prints each time, the MLflow and Kubernetes requests, and the ratio to the bare scan.
@@ -46,7 +49,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))  # the emulator harness the tests u
 from kube_emulator import running_emulator  # noqa: E402
 from sweepctl.backends import BackendSettings  # noqa: E402
 from sweepctl.clients.kube_api import configuration_for_host  # noqa: E402
+from sweepctl.clients.mlflow_store import KEPT_EXPERIMENT  # noqa: E402
+from sweepctl.keptindex import KEPT_FILE, InTrackingStore  # noqa: E402
 from sweepctl.usecases.launch import LaunchOptions, launch  # noqa: E402
 from sweepctl.usecases.report import ReportRequest, report  # noqa: E402
 from sweepctl.usecases.status import status  # noqa: E402
@@ -249,7 +254,7 @@ def main() -> int:
               f"{before:.2f} s without SQLite's planner statistics, {after:.2f} s with")
         proc, uri = start_server(root / "mlflow.db", root)
         try:
-            run_benchmarks(root, folders, uri, written)
+            run_benchmarks(folders, uri, written)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -285,30 +290,57 @@ def outcomes(result: Any) -> str:
             f"refused {len(result.refused)}")
 
 
-def reconcile(folders: list[Path], uri: str, configuration: Any, cache: Path, label: str,
-              peer: float, goal: str = "goal < 60 s") -> None:
-    workspace = Workspace(shared_tracking=True, env_tracking_uri=uri, index_cache=cache)
+def later() -> float:
+    """sweepctl's clock for every command after the first: 15 minutes on (the bench's
+    commands follow each other within minutes; the scheduled ones come every 15)."""
+    return time.time() + 15 * 60
+
+
+def workspace_for(uri: str, clock: Callable[[], float] = time.time) -> Workspace:
+    """A command's workspace as the workflows make it: a fresh runner, the run index kept
+    in MLflow."""
+    return Workspace(shared_tracking=True, env_tracking_uri=uri,
+                     index_keeper=InTrackingStore(), clock=clock)
+
+
+def reconcile(folders: list[Path], uri: str, configuration: Any, label: str, peer: float,
+              clock: Callable[[], float], goal: str = "goal < 60 s") -> None:
+    workspace = workspace_for(uri, clock)
     started = time.perf_counter()
     result = launch(folders, LaunchOptions(backend="kubernetes", dry_run=True,
                                            tracking_uri=uri, kube_configuration=configuration),
                     workspace=workspace)
     seconds = time.perf_counter() - started
     timed(label, peer, seconds, result.mlflow_requests, result.backend_requests, goal)
-    print(f"{outcomes(result)}; runs read {workspace.store(uri).runs_read}")
+    print(f"{outcomes(result)}; runs read {workspace.store(uri).runs_read}; "
+          f"the index kept in MLflow: {kept_size(uri)}")
 
 
-def run_benchmarks(root: Path, folders: list[Path], uri: str, runs: int) -> None:
+def kept_size(uri: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(KEPT_EXPERIMENT)
+    if experiment is None:
+        return "none"
+    for run in client.search_runs([experiment.experiment_id]):
+        for info in client.list_artifacts(run.info.run_id):
+            if info.path == KEPT_FILE:
+                return f"{(info.file_size or 0) / 2**20:.1f} MB compressed"
+    return "none"
+
+
+def run_benchmarks(folders: list[Path], uri: str, runs: int) -> None:
     peer, seen, pages = bare_scan(uri)
     print(f"{'bare search_runs (the peer)':<32} {peer:7.1f} s  {seen} runs, {pages} pages")
-    cache = root / ".sweepctl" / "index"
     with running_emulator(trim_history=True) as emu:
         configuration = configuration_for_host(emu.url)
-        reconcile(folders, uri, configuration, cache,
-                  "launch, first (full scan)", peer, "the index kept for the next")
+        reconcile(folders, uri, configuration, "launch, first (full scan)", peer, time.time,
+                  "a store's first reconcile")
         finished = finish_some(uri, folders, Workspace())
         print(f"  then {finished} trial runs FINISHED through the server")
-        reconcile(folders, uri, configuration, cache,
-                  "launch 15 min later (kept index)", peer)
+        reconcile(folders, uri, configuration, "launch 15 min later, fresh runner", peer,
+                  later)
         workspace = Workspace(shared_tracking=True, env_tracking_uri=uri)
         started = time.perf_counter()
         table = status(folders[0], backend="kubernetes", tracking_uri=uri,
@@ -318,7 +350,7 @@ def run_benchmarks(root: Path, folders: list[Path], uri: str, runs: int) -> None
         timed("status (one experiment)", peer, time.perf_counter() - started,
               workspace.mlflow_requests, 1)
     for label in ("report --notes, every experiment", "  an hour later (the same runs)"):
-        workspace = Workspace(shared_tracking=True, env_tracking_uri=uri, index_cache=cache)
+        workspace = workspace_for(uri, later)
         started = time.perf_counter()
         summary = report(workspace, folders, ReportRequest(  # --jobs as the CLI defaults it
             notes=True, jobs=min(4, len(os.sched_getaffinity(0)))), None)
@@ -327,8 +359,8 @@ def run_benchmarks(root: Path, folders: list[Path], uri: str, runs: int) -> None
         timed(label, peer, time.perf_counter() - started, workspace.mlflow_requests,
               goal=f"goal < 120 s; {unchanged} notes unchanged")
     print(f"MLflow requests per full scan ~ runs/1000 + a constant: {runs}/1000 = "
-          f"{runs / 1000:.0f} pages of trial runs; a kept index reads what changed and the "
-          "runs of the trials in git")
+          f"{runs / 1000:.0f} pages of trial runs; a kept index reads what changed, the "
+          "runs of the trials in git and the experiments whose turn it is")
 
 
 if __name__ == "__main__":

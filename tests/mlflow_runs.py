@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from sweepctl.clients.mlflow_store import TAG_EXPERIMENT, TAG_PR, TAG_ROLE, TAG_TRIAL, TAG_TRIAL_ID
@@ -48,6 +49,22 @@ def make_experiment(root: Path, sweep: str | None = None, source: str = "lora-ra
     if sweep is not None:
         (folder / "sweep.yaml").write_text(sweep)
     return folder, mlflow_name
+
+
+def copies(root: Path, count: int) -> list[Path]:
+    """``count`` experiments under root/experiments, each with its own name and MLflow
+    experiment (so the scan has to cover several)."""
+    first, _ = make_experiment(root, source="lora-rank-sweep")
+    folders = [first]
+    for i in range(1, count):
+        folder = first.parent / f"rank-copy-{i}"
+        shutil.copytree(first, folder)
+        doc = yaml.safe_load((folder / "experiment.yaml").read_text())
+        doc["name"] = folder.name
+        doc["mlflow"]["experiment"] = f"{doc['mlflow']['experiment']}-{i}"
+        (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
+        folders.append(folder)
+    return folders
 
 
 def trials_of(folder: Path) -> tuple[Experiment, list[Trial]]:

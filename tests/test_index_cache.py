@@ -33,21 +33,23 @@ records = st.builds(
 
 
 @settings(max_examples=60, deadline=None)
-@given(runs=st.lists(records, max_size=6), parents=st.one_of(st.none(), st.lists(records,
-                                                                                 max_size=2)))
-def test_a_snapshot_reads_back_as_written(runs: list[RunRecord],
-                                          parents: list[RunRecord] | None) -> None:
+@given(runs=st.lists(records, max_size=6), parents=st.lists(records, max_size=2),
+       due_at=st.dictionaries(st.text(alphabet="0123456789", min_size=1, max_size=6),
+                               st.integers(0, 5), max_size=4))
+def test_a_snapshot_reads_back_as_written(runs: list[RunRecord], parents: list[RunRecord],
+                                          due_at: dict[str, int]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "index"
-        snapshot = Snapshot(URI, taken_at=5, full_at=2, runs=tuple(runs),
-                            parents=None if parents is None else tuple(parents))
+        snapshot = Snapshot(URI, taken_at=5, runs=tuple(runs), parents=tuple(parents),
+                            due_at=due_at)
         assert index_cache.write(folder, snapshot)
         assert index_cache.read(folder, URI) == snapshot
+        assert index_cache.decode(index_cache.encode(snapshot)) == snapshot
 
 
 def test_the_file_names_the_store_without_its_credentials(tmp_path: Path) -> None:
     uri = "https://bot:s3cret-pass@mlflow.internal"
-    assert index_cache.write(tmp_path, Snapshot(uri, 1, 1, ()))
+    assert index_cache.write(tmp_path, Snapshot(uri, 1, ()))
     [path] = tmp_path.iterdir()
     assert "s3cret" not in path.read_text() and "s3cret" not in path.name
     assert index_cache.read(tmp_path, uri) is not None
@@ -60,12 +62,14 @@ def test_the_file_names_the_store_without_its_credentials(tmp_path: Path) -> Non
 def test_a_file_that_is_not_ours_is_ignored(tmp_path: Path) -> None:
     run = RunRecord("r1", "FINISHED", "t1", "x", tags={"sweepctl.trial_id": "t1"},
                     metrics={"eval_loss": math.pi}, experiment_id="1")
-    assert index_cache.write(tmp_path, Snapshot(URI, 1, 1, (run,)))
+    assert index_cache.write(tmp_path, Snapshot(URI, 1, (run,), due_at={"1": 1}))
     path = index_cache.cache_file(tmp_path, URI)
     good = path.read_text()
     data = json.loads(good)
     for broken in ("{", "[]", json.dumps({**data, "version": 99}),
-                   json.dumps({**data, "full_at": 2}),            # a full scan after it
+                   json.dumps({**data, "due_at": {"1": -1}}),
+                   json.dumps({**data, "due_at": ["1"]}),
+                   json.dumps({**data, "parents": None}),
                    good.replace('"taken_at":1', '"taken_at":Infinity'),
                    good.replace('"runs":[', '"runs":' + "[" * 100_000, 1),
                    good.replace('"eval_loss":3.14', '"eval_loss":"x3.14'),
@@ -73,6 +77,8 @@ def test_a_file_that_is_not_ours_is_ignored(tmp_path: Path) -> None:
                    json.dumps({**json.loads(good), "runs": [{"run_id": "r"}]})):
         path.write_text(broken)
         assert index_cache.read(tmp_path, URI) is None, broken
+    path.write_bytes(b"\xff\xfe{} not utf-8")
+    assert index_cache.read(tmp_path, URI) is None
     path.write_text(good)
     assert index_cache.read(tmp_path, URI) is not None
 
@@ -81,14 +87,14 @@ def test_a_symlink_is_neither_read_nor_written_through(tmp_path: Path) -> None:
     folder = tmp_path / "index"
     folder.mkdir()
     elsewhere = tmp_path / "elsewhere.json"
-    assert index_cache.write(folder, Snapshot(URI, 1, 1, ()))
+    assert index_cache.write(folder, Snapshot(URI, 1, ()))
     path = index_cache.cache_file(folder, URI)
     elsewhere.write_text(path.read_text())
     path.unlink()
     path.symlink_to(elsewhere)
     assert index_cache.read(folder, URI) is None
     before = elsewhere.read_text()
-    assert index_cache.write(folder, Snapshot(URI, 9, 9, ()))
+    assert index_cache.write(folder, Snapshot(URI, 9, ()))
     assert elsewhere.read_text() == before          # the link was replaced, not followed
     assert not path.is_symlink() and index_cache.read(folder, URI) is not None
 
@@ -96,6 +102,6 @@ def test_a_symlink_is_neither_read_nor_written_through(tmp_path: Path) -> None:
 def test_a_folder_that_cannot_be_written_loses_nothing_but_the_cache(tmp_path: Path) -> None:
     blocker = tmp_path / "index"
     blocker.write_text("a file where the folder should be")
-    assert index_cache.write(blocker, Snapshot(URI, 1, 1, ())) is False
+    assert index_cache.write(blocker, Snapshot(URI, 1, ())) is False
     assert blocker.read_text() == "a file where the folder should be"
     assert list(tmp_path.iterdir()) == [blocker]   # no temporary left behind

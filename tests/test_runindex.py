@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
-from mlflow_runs import log_trial, make_experiment, result, trials_of
+from mlflow_runs import copies, log_trial, result, trials_of
 from sweepctl.backends import Outcome
+from sweepctl.clients.index_cache import Snapshot
 from sweepctl.clients.mlflow_store import MlflowStore, RunRecord
-from sweepctl.runindex import RunIndex, Scope, scan, scan_cached
+from sweepctl.keptindex import InFolder
+from sweepctl.runindex import (
+    REREAD_EVERY_MS,
+    RunIndex,
+    Scope,
+    due,
+    scan,
+    scan_cached,
+    turns,
+)
 from sweepctl.usecases.launch import LaunchOptions, launch
 from sweepctl.usecases.plan import build_plans
 from sweepctl.workspace import Workspace
@@ -48,22 +58,6 @@ def test_the_newest_finished_run_wins_and_attempts_are_counted() -> None:
 def test_a_failure_after_no_success_is_failed() -> None:
     index = RunIndex.from_runs("u", [record("a", "FAILED", 2), record("b", "KILLED", 1)])
     assert index.failed_ids(["t1"]) == {"t1"}
-
-
-def copies(root: Path, count: int) -> list[Path]:
-    """``count`` experiments under root/experiments, each with its own name and MLflow
-    experiment (so the scan has to cover several)."""
-    first, _ = make_experiment(root, source="lora-rank-sweep")
-    folders = [first]
-    for i in range(1, count):
-        folder = first.parent / f"rank-copy-{i}"
-        shutil.copytree(first, folder)
-        doc = yaml.safe_load((folder / "experiment.yaml").read_text())
-        doc["name"] = folder.name
-        doc["mlflow"]["experiment"] = f"{doc['mlflow']['experiment']}-{i}"
-        (folder / "experiment.yaml").write_text(yaml.safe_dump(doc))
-        folders.append(folder)
-    return folders
 
 
 @pytest.mark.parametrize("count", [20, 40])
@@ -235,20 +229,18 @@ def test_a_run_whose_pod_clock_is_behind_is_still_found(
     assert index.source == "cached" and index.finished("t9").run_id == late
 
 
-@pytest.mark.parametrize("why", ["a day old", "clock went back", "parents never read",
-                                 "experiments not recorded"])
+@pytest.mark.parametrize("why", ["a day old", "clock went back", "no experiment known"])
 def test_a_snapshot_that_cannot_be_refreshed_makes_a_full_scan(
         aged_store: tuple[MlflowClient, MlflowStore, str, int], why: str) -> None:
     client, store, eid, t0 = aged_store
     _run(client, eid, "sweep", "old0", "FINISHED", t0 - 3 * HOUR)
     _, snapshot = scan_cached(store, None, now=t0)
     now = {"a day old": t0 + 24 * HOUR, "clock went back": t0 - 60_000}.get(why, t0 + 60_000)
-    if why == "parents never read":
-        snapshot = replace(snapshot, parents=None)
-    if why == "experiments not recorded":
-        snapshot = replace(snapshot, experiment_ids=None)
+    if why == "no experiment known":
+        snapshot = replace(snapshot, due_at={})
     index, kept = scan_cached(store, snapshot, now=now)
-    assert index.source == "full" and kept.full_at == now
+    assert index.source == "full" and kept.taken_at == now
+    assert max(kept.due_at.values()) == now + REREAD_EVERY_MS
 
 
 def test_the_runs_of_an_experiment_the_snapshot_did_not_know_are_read(
@@ -263,7 +255,7 @@ def test_the_runs_of_an_experiment_the_snapshot_did_not_know_are_read(
     client.restore_experiment(other)
     index, kept = scan_cached(store, snapshot, now=t0 + 60_000)
     assert index.source == "cached" and index.finished("r1").run_id == finished
-    assert other in (kept.experiment_ids or ())
+    assert kept.due_at[other] == t0 + 60_000 + REREAD_EVERY_MS
 
 
 def test_a_deleted_parent_of_an_experiment_in_git_is_gone_at_once(
@@ -294,7 +286,7 @@ def test_launch_keeps_the_index_and_the_next_one_sees_what_finished_since(
 
     def reconcile() -> tuple[dict[str, Outcome], int]:
         workspace = Workspace(env_tracking_uri=mlflow_server,
-                              index_cache=Path(".sweepctl") / "index")
+                              index_keeper=InFolder(Path(".sweepctl") / "index"))
         report = launch(folders, options, workspace=workspace)
         outcomes = {r.trial_id: r.outcome for e in report.experiments for r in e.results}
         return outcomes, workspace.store(mlflow_server).runs_read
@@ -317,7 +309,7 @@ def test_launch_keeps_the_index_and_the_next_one_sees_what_finished_since(
 
 
 def _reconcile(folders: list[Path], uri: str, root: Path) -> dict[str, Outcome]:
-    workspace = Workspace(env_tracking_uri=uri, index_cache=Path(".sweepctl") / "index")
+    workspace = Workspace(env_tracking_uri=uri, index_keeper=InFolder(Path(".sweepctl") / "index"))
     report = launch(folders, LaunchOptions(backend="local", dry_run=True, tracking_uri=uri,
                                            state_dir=root / ".sweepctl"),
                     workspace=workspace)
@@ -341,9 +333,9 @@ def test_a_snapshot_committed_to_git_is_never_read(tmp_path: Path) -> None:
     done = _run(client, eid, experiment.name, trials[0].trial_id, "FINISHED",
                 int(time.time() * 1000) - 3 * HOUR)
     now = int(time.time() * 1000)
-    forged = Snapshot(MlflowStore(uri).tracking_uri, taken_at=now, full_at=now, runs=(),
-                      parents=(), experiment_ids=tuple(MlflowStore(uri).experiment_ids()
-                                                       .values()))
+    forged = Snapshot(MlflowStore(uri).tracking_uri, taken_at=now, runs=(), parents=(),
+                      due_at=dict.fromkeys(MlflowStore(uri).experiment_ids().values(),
+                                         now + REREAD_EVERY_MS))
     assert index_cache.write(tmp_path / ".sweepctl" / "index", forged)
     for args in (["init", "-q"], ["add", "-f", "."],
                  ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
@@ -361,3 +353,90 @@ def test_a_symlinked_index_folder_is_not_written_through(tmp_path: Path) -> None
     (tmp_path / ".sweepctl").symlink_to(elsewhere)
     _reconcile(folders, uri, tmp_path / "state")
     assert list(elsewhere.iterdir()) == []
+
+
+# -- every experiment read whole in turn (runindex.due, runindex.turns) -------------------
+
+def _snapshot(sizes: dict[str, int], due_at: dict[str, int], taken_at: int) -> Snapshot:
+    runs = tuple(record(f"{eid}-{i}", "FINISHED", 1, f"t{eid}-{i}", mlflow_id=eid)
+                 for eid, size in sizes.items() for i in range(size))
+    return Snapshot("u", taken_at, runs, due_at=due_at)
+
+
+def test_a_full_scan_spreads_the_turns_over_a_day_by_runs() -> None:
+    sizes = {"1": 9, "2": 30, "3": 0, "4": 60}   # an empty one counts as one run
+    runs = _snapshot(sizes, {}, 0).runs
+    assert turns(runs, sizes, now=HOUR) == {
+        "1": HOUR + REREAD_EVERY_MS * 9 // 100, "2": HOUR + REREAD_EVERY_MS * 39 // 100,
+        "3": HOUR + REREAD_EVERY_MS * 40 // 100, "4": HOUR + REREAD_EVERY_MS}
+    assert turns((), {"1", "2"}, now=0) == {"1": REREAD_EVERY_MS // 2, "2": REREAD_EVERY_MS}
+
+
+def test_a_refresh_reads_whole_what_is_due_and_what_it_does_not_know() -> None:
+    snapshot = _snapshot({"1": 1, "2": 1, "3": 1}, {"1": 5 * HOUR, "2": 9 * HOUR,
+                                                     "3": 20 * HOUR}, taken_at=4 * HOUR)
+    live = {"1", "2", "3", "new"}
+    assert due(snapshot, live, now=4 * HOUR + 60_000) == {"new"}
+    assert due(snapshot, live, now=9 * HOUR) == {"new", "1", "2"}
+    assert due(snapshot, live - {"3"}, now=9 * HOUR) is None   # all it knows: a full scan
+    assert due(snapshot, live, now=3 * HOUR) is None          # taken after now
+    assert due(None, live, now=4 * HOUR) is None
+    # a turn further than a period after the snapshot was taken is not believed
+    forged = _snapshot({"1": 1, "2": 1}, {"1": 10**15, "2": 9 * HOUR}, taken_at=4 * HOUR)
+    assert due(forged, {"1", "2"}, now=5 * HOUR) == {"1"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=30),
+       every=st.integers(1, 180))
+def test_every_experiment_is_read_whole_within_a_day_and_no_refresh_reads_them_all(
+        sizes: list[int], every: int) -> None:
+    """Three days of refreshes every ``every`` minutes after one full scan: no experiment
+    goes unread whole for more than REREAD_EVERY_MS, no refresh is a full scan again,
+    and none reads much more than its share of the runs (plus the largest experiment)."""
+    by_id = {str(i + 1): size for i, size in enumerate(sizes)}
+    runs = _snapshot(by_id, {}, 0).runs
+    total = sum(by_id.values())
+    step = every * 60_000
+    now = 0
+    due_at, read_at = turns(runs, by_id, now), dict.fromkeys(by_id, now)
+    while now < 3 * REREAD_EVERY_MS:
+        taken_at, now = now, now + step
+        whole = due(Snapshot("u", taken_at, runs, due_at=due_at), set(by_id), now)
+        assert whole is not None or len(by_id) == 1, "a full scan"
+        whole = set(by_id) if whole is None else whole
+        share = total * step / REREAD_EVERY_MS
+        assert sum(by_id[e] for e in whole) <= 2 * share + max(by_id.values()) + 1
+        due_at.update(dict.fromkeys(whole, now + REREAD_EVERY_MS))
+        read_at.update(dict.fromkeys(whole, now))
+        assert all(now - at <= REREAD_EVERY_MS for at in read_at.values())
+
+
+def test_a_run_no_time_filter_finds_is_read_when_its_experiment_is_due(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    """A run imported or restored with old times into an experiment the snapshot knows:
+    no refresh by time finds it, the turn of its experiment does (two experiments of 5
+    runs each, and the empty Default: their turns come 6/11 and 11/11 of a day after
+    the full scan)."""
+    client, store, first, t0 = aged_store
+    second = client.create_experiment("team/other")
+    for eid in (first, second):
+        for i in range(5):
+            _run(client, eid, "sweep", f"h{eid}-{i}", "FINISHED", t0 - 3 * HOUR)
+    _, snapshot = scan_cached(store, None, now=t0)
+    low, high = sorted((first, second))
+    turn = {eid: snapshot.due_at[eid] for eid in (low, high)}
+    assert turn == {low: t0 + REREAD_EVERY_MS * 6 // 11, high: t0 + REREAD_EVERY_MS}
+    old = {eid: _run(client, eid, "sweep", f"imported{eid}", "FINISHED", t0 - 5 * HOUR)
+           for eid in (first, second)}
+    index, kept = scan_cached(store, snapshot, now=turn[low] - HOUR)
+    assert index.source == "cached" and index.finished(f"imported{low}") is None
+    index, kept = scan_cached(store, kept, now=turn[low] + HOUR)
+    assert index.source == "cached"
+    assert index.finished(f"imported{low}").run_id == old[low]
+    assert index.finished(f"imported{high}") is None
+    assert kept.due_at[low] == turn[low] + HOUR + REREAD_EVERY_MS
+    assert kept.due_at[high] == turn[high]
+    index, kept = scan_cached(store, kept, now=turn[high] + HOUR)
+    assert index.source == "cached"
+    assert index.finished(f"imported{high}").run_id == old[high]

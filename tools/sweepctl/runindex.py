@@ -13,6 +13,7 @@ work (the id hashes the resolved config, the image and the dataset).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -200,28 +201,23 @@ def scan(store: MlflowStore, *, with_parents: bool = False) -> RunIndex:
     experiments log to: reuse by trial id must find a FINISHED run wherever it is (a new
     experiment gets its own MLflow experiment, and ``launch --changed-since`` names only
     it)."""
-    index, _ = _full(store, store.experiment_ids(), with_parents, now=0)
+    ids = store.experiment_ids()
+    runs = list(store.search(ids.values(), role_filter("trial"))) if ids else []
+    parents = list(store.search(ids.values(), role_filter("sweep"))) \
+        if ids and with_parents else []
+    index = RunIndex.from_runs(store.tracking_uri, runs, parents, ids)
+    index.with_parents, index.source = with_parents, "full"
+    index.runs_read = len(runs) + len(parents)
     return index
 
 
-def _full(store: MlflowStore, ids: Mapping[str, str], with_parents: bool,
-          now: int) -> tuple[RunIndex, Snapshot]:
-    runs = list(store.search(ids.values(), role_filter("trial"))) if ids else []
-    parents = (list(store.search(ids.values(), role_filter("sweep"))) if ids else []
-               ) if with_parents else None
-    snapshot = Snapshot(store.tracking_uri, taken_at=now, full_at=now, runs=tuple(runs),
-                        parents=None if parents is None else tuple(parents),
-                        experiment_ids=tuple(sorted(ids.values())))
-    index = RunIndex.from_runs(store.tracking_uri, runs, parents or (), ids)
-    index.with_parents, index.source = with_parents, "full"
-    index.runs_read = len(runs) + len(parents or ())
-    return index, snapshot
-
-
-# A snapshot older than this is not refreshed but replaced by a full scan: what the
-# refresh cannot see (a run deleted in MLflow, a tag set on a finished run of a trial no
-# longer in git, a run whose pod's clock was hours off) is gone within a day.
-FULL_SCAN_EVERY_MS = 24 * 3_600_000
+# Every MLflow experiment's runs are all read again at least this often, each in its
+# turn: what reading only what changed cannot see (a run deleted in MLflow, a tag set on
+# a finished run of a trial no longer in git, a run restored or imported with old times,
+# one whose pod's clock was hours off) is seen within it, and no refresh pays for a
+# whole scan (after a full scan the turns are spread over the period in proportion to
+# the experiments' runs: a refresh 15 minutes later reads ~1% of them).
+REREAD_EVERY_MS = 24 * 3_600_000
 # Runs started or ended up to this long before the last scan began are read again: the
 # times are the pods' clocks, not ours.
 CLOCK_SLACK_MS = 3_600_000
@@ -231,21 +227,24 @@ def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
                 scopes: Sequence[Scope] = ()) -> tuple[RunIndex, Snapshot]:
     """The index of every trial run and sweep parent, as ``scan`` would read them, from the
     last scan's snapshot plus what changed since: the runs started or ended since it was
-    taken, every run of an MLflow experiment it did not know (new, or restored), and,
-    read again by run id, every run it holds that can still change (RUNNING, SCHEDULED) or
-    that this command decides on (the ``scopes``, the experiments in git: every run of
-    their trial ids, every run and the parent of the experiment itself, tpe's proposals
-    included). A full scan when there is no usable snapshot or it is a day old.
-    Returns the index and the snapshot to keep for the next command."""
+    taken; every run of an MLflow experiment it did not know (new, or restored) and of
+    those whose turn it is to be read whole (``due``); and, read again by run id, every
+    run it holds that can still change (RUNNING, SCHEDULED) or that this command decides
+    on (the ``scopes``, the experiments in git: every run of their trial ids, every run
+    and the parent of the experiment itself, tpe's proposals included). A full scan when
+    there is no usable snapshot, or every experiment is due. Returns the index and the
+    snapshot to keep for the next command."""
     ids = store.experiment_ids()
-    before = store.runs_read
-    if previous is None or now - previous.full_at >= FULL_SCAN_EVERY_MS \
-            or now < previous.taken_at or previous.parents is None \
-            or previous.experiment_ids is None:
-        return _full(store, ids, True, now)
     live = set(ids.values())
-    unknown = live - set(previous.experiment_ids)
-    since = previous.taken_at - CLOCK_SLACK_MS
+    before = store.runs_read
+    whole = due(previous, live, now)
+    cached_runs: Sequence[RunRecord]
+    cached_parents: Sequence[RunRecord]
+    if previous is None or whole is None:
+        whole, cached_runs, cached_parents, since = live, (), (), now
+    else:
+        cached_runs, cached_parents = previous.runs, previous.parents
+        since = previous.taken_at - CLOCK_SLACK_MS
     trial_ids = {trial_id for scope in scopes for trial_id in scope.trial_ids}
     own = {(ids.get(scope.mlflow_experiment), scope.experiment) for scope in scopes}
 
@@ -255,39 +254,74 @@ def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
     def decides(run: RunRecord) -> bool:
         return run.trial_id in trial_ids or of_own(run)
 
-    runs = _refreshed(store, _Refresh(live, unknown, since, role_filter("trial")),
-                      previous.runs, decides)
-    parents = _refreshed(store, _Refresh(live, unknown, since, role_filter("sweep")),
-                         previous.parents, of_own)
-    snapshot = Snapshot(store.tracking_uri, taken_at=now, full_at=previous.full_at,
-                        runs=tuple(runs.values()), parents=tuple(parents.values()),
-                        experiment_ids=tuple(sorted(live)))
+    full = whole == live
+    runs = _refreshed(store, _Refresh(live, whole, since, role_filter("trial"), full),
+                      cached_runs, decides)
+    parents = _refreshed(store, _Refresh(live, whole, since, role_filter("sweep"), full),
+                         cached_parents, of_own)
+    due_at = turns(runs.values(), live, now) if full or previous is None else {
+        eid: now + REREAD_EVERY_MS if eid in whole else previous.due_at[eid]
+        for eid in live}
+    snapshot = Snapshot(store.tracking_uri, taken_at=now, runs=tuple(runs.values()),
+                        parents=tuple(parents.values()), due_at=due_at)
     index = RunIndex.from_runs(store.tracking_uri, runs.values(), parents.values(), ids)
-    index.with_parents, index.source = True, "cached"
+    index.with_parents, index.source = True, "full" if full else "cached"
     index.runs_read = store.runs_read - before
     return index, snapshot
+
+
+def due(previous: Snapshot | None, live: Collection[str], now: int) -> set[str] | None:
+    """The MLflow experiments to read whole this time: those the snapshot does not know
+    and those whose turn has come (``due_at``; one more than REREAD_EVERY_MS after the
+    snapshot was taken is not believed). None: a full scan (no snapshot, one taken after
+    ``now``, or every experiment it knows is due)."""
+    if previous is None or now < previous.taken_at:
+        return None
+    latest = previous.taken_at + REREAD_EVERY_MS
+    whole = {eid for eid in live
+             if not now < previous.due_at.get(eid, now) <= latest}
+    return None if set(previous.due_at) & set(live) <= whole else whole
+
+
+def turns(runs: Iterable[RunRecord], experiment_ids: Collection[str], now: int
+          ) -> dict[str, int]:
+    """When each experiment is due to be read whole again after a full scan at ``now``:
+    spread over the next REREAD_EVERY_MS in proportion to its runs (the last one a whole
+    period later), so that each later refresh reads its share of them."""
+    sizes = Counter(run.experiment_id for run in runs)
+    # an empty experiment counts as one run: its read is a share of a request too
+    total = sum(max(1, sizes[eid]) for eid in experiment_ids)
+    out, read = {}, 0
+    for eid in sorted(experiment_ids):
+        read += max(1, sizes[eid])
+        out[eid] = now + REREAD_EVERY_MS * read // total
+    return out
 
 
 @dataclass(frozen=True)
 class _Refresh:
     live: set[str]        # the MLflow experiment ids not deleted
-    unknown: set[str]     # those the snapshot did not know: every run of theirs is read
+    whole: set[str]       # those read whole: every run of theirs is read
     since: int            # runs started or ended at or after this (ms) are read
     role: str             # the role filter (trial runs or sweep parents)
+    full: bool            # every experiment is read whole: nothing else to ask
 
 
 def _refreshed(store: MlflowStore, refresh: _Refresh, cached: Sequence[RunRecord],
                decides: Callable[[RunRecord], bool]) -> dict[str, RunRecord]:
     """run id -> run: the cached runs brought up to date (see scan_cached)."""
     runs = {r.run_id: r for r in cached if r.experiment_id in refresh.live
-            and r.experiment_id not in refresh.unknown}
+            and r.experiment_id not in refresh.whole}
     changed: dict[str, RunRecord] = {}
-    if refresh.unknown:
-        for run in store.search(refresh.unknown, refresh.role):
+    if refresh.whole:
+        for run in store.search(refresh.whole, refresh.role):
             changed[run.run_id] = run
+    if refresh.full:
+        return changed
+    rest = refresh.live - refresh.whole
     for attribute in ("start_time", "end_time"):
-        for run in store.search(refresh.live, f"{refresh.role} and "
-                                              f"attributes.{attribute} >= {refresh.since}"):
+        for run in store.search(rest, f"{refresh.role} and "
+                                      f"attributes.{attribute} >= {refresh.since}"):
             changed[run.run_id] = run
     recheck = {run_id: run.experiment_id or "" for run_id, run in runs.items()
                if run_id not in changed and (run.status in RUNNING_STATES or decides(run))}

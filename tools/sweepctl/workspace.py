@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweepctl.clients import index_cache
 from sweepctl.errors import SweepctlError, UsageError
 from sweepctl.findings import Findings, render_text
+from sweepctl.keptindex import Keeper
 from sweepctl.runindex import SCOPED_MAX_TRIALS, RunIndex, Scope, scan, scan_cached, scan_scoped
 from sweepctl.runtime import Runtime, deep_merge, repo_root, runtime_from_data, tracking_uri
 from sweepctl.spec.folder import ValidationFailed, check_folder, read_document, read_folder
@@ -94,10 +94,10 @@ class Workspace:
     shared_tracking: bool = False
     env_tracking_uri: str | None = None
     cwd: Path = field(default_factory=Path.cwd)
-    # where the run index is kept between commands (relative: to the folder holding the
-    # command's experiments/; None: every full scan reads every run); ``full_scan``:
-    # ignore what is kept there and read every run once more (then keep that)
-    index_cache: Path | None = None
+    # where the run index is kept between commands (see keptindex; None: every full
+    # scan reads every run); ``full_scan``: ignore what is kept there and read every run
+    # once more (then keep that)
+    index_keeper: Keeper | None = None
     full_scan: bool = False
     clock: Callable[[], float] = time.time
     _defaults: dict[Path, tuple[dict[str, Any], Findings]] = field(default_factory=dict)
@@ -259,31 +259,18 @@ class Workspace:
     def _full_index(self, store: Any, with_parents: bool) -> RunIndex:
         """Every trial run of the store: from the kept snapshot and what changed since
         when there is one (runindex.scan_cached), then the snapshot kept for the next."""
-        folder = self._index_folder()
-        if folder is None:
+        if self.index_keeper is None:
             return scan(store, with_parents=with_parents)
-        previous = None if self.full_scan else index_cache.read(folder, store.tracking_uri)
+        root = self._repo_root()
+        previous = None if self.full_scan else self.index_keeper.read(store, root)
         index, snapshot = scan_cached(store, previous, now=int(self.clock() * 1000),
                                       scopes=self.scopes(store.tracking_uri))
-        index_cache.write(folder, snapshot)
+        self.index_keeper.write(store, root, snapshot)
         return index
 
-    def _index_folder(self) -> Path | None:
-        """Where the run index is kept, None: not kept. A relative folder is the repo's
-        (``.sweepctl/index``): refused when a commit could have planted it, as a symlink
-        on the way (the write would land elsewhere) or as files git tracks (a forged
-        snapshot would hide runs from launch)."""
-        if self.index_cache is None:
-            return None
-        if self.index_cache.is_absolute():
-            return self.index_cache
+    def _repo_root(self) -> Path:
         roots = [repo_root(r.path) for r in self.resolved]
-        root = roots[0] if roots else self.cwd
-        if not index_cache.safe_under(root, self.index_cache):
-            return None
-        from sweepctl.clients.gitrepo import tracked
-
-        return None if tracked(root, self.index_cache) else root / self.index_cache
+        return roots[0] if roots else self.cwd
 
     def index_for(self, resolved: ResolvedExperiment) -> RunIndex:
         return self.run_index(resolved.require_tracking_uri())

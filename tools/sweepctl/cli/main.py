@@ -77,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # mlflow logs store migrations at INFO on every first use of a SQLite file; our output
     # is tables and findings. A user's own MLFLOW_LOGGING_LEVEL still wins.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # nor "View run at <url>" lines on stdout (a JSON output stays JSON) and download
+    # progress bars on stderr (the run index kept in MLflow is read every command)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         result: Any = cli.main(args=args, prog_name="sweepctl", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from sweepctl.backends import BACKENDS, BackendSettings, default_backend, info
+from sweepctl.keptindex import InFolder, InTrackingStore, Keeper
 from sweepctl.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,16 +31,18 @@ def chosen_backend(backend: str | None, env: Mapping[str, str] = os.environ) -> 
     return backend or default_backend(env)
 
 
-# where the run index is kept between commands, under the repo (git-ignored);
-# SWEEPCTL_INDEX_CACHE names another folder, or "off"
+# where the run index is kept between commands: under the repo (git-ignored), unless
+# SWEEPCTL_INDEX_CACHE names another folder, "mlflow" (the tracking store) or "off"
 INDEX_CACHE = Path(".sweepctl") / "index"
 
 
-def index_cache_folder(env: Mapping[str, str]) -> Path | None:
+def index_keeper(env: Mapping[str, str]) -> Keeper | None:
     value = env.get("SWEEPCTL_INDEX_CACHE", "").strip()
     if value.lower() in ("off", "0", "false", "no"):
         return None
-    return Path(value) if value else INDEX_CACHE
+    if value.lower() == "mlflow":
+        return InTrackingStore()
+    return InFolder(Path(value) if value else INDEX_CACHE)
 
 
 def workspace_for(backend: str | None, env: Mapping[str, str] = os.environ,
@@ -48,15 +51,14 @@ def workspace_for(backend: str | None, env: Mapping[str, str] = os.environ,
     run index kept between commands (see runindex.scan_cached)."""
     return Workspace(shared_tracking=info(chosen_backend(backend, env)).shared_tracking,
                      env_tracking_uri=tracking_uri or env.get("MLFLOW_TRACKING_URI") or None,
-                     index_cache=index_cache_folder(env), full_scan=full_scan)
+                     index_keeper=index_keeper(env), full_scan=full_scan)
 
 
 def full_scan_option(function: F) -> F:
     return click.option(
         "--full-scan", is_flag=True,
         help="read every trial run from MLflow instead of refreshing the run index kept "
-        "in .sweepctl/index/ (SWEEPCTL_INDEX_CACHE) from the last command; it is done "
-        "anyway once a day")(function)
+        "in .sweepctl/index/ (SWEEPCTL_INDEX_CACHE) from the last command")(function)
 
 
 def backend_settings(state_dir: Path, *, dry_run: bool = False,

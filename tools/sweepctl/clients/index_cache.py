@@ -1,15 +1,17 @@
-"""The run index kept on disk between commands: what the last scan of a tracking store
-saw, so the next reconcile asks MLflow only for what changed since (see runindex).
+"""The run index kept between commands: what the last scan of a tracking store saw, so
+the next reconcile asks MLflow only for what changed since (see runindex).
 
-One JSON file per tracking store under the cache folder (``.sweepctl/index/`` by
+A snapshot is encoded as one JSON document (``encode`` / ``decode``); ``read`` and
+``write`` keep it as one file per tracking store under a folder (``.sweepctl/index/`` by
 default), named by a hash of the URI without userinfo (the URI is stored that way too:
 no password or token, and rotating one keeps the file; the same server under another
-user name shares it). The file is only ever a shortcut: one
-that is missing, unreadable, of another version, for another store, with impossible
-times, or a symlink is ignored (the command makes a full scan and writes a fresh one),
-and a failed write loses nothing but the next command's head start. Written to a
-temporary file in the same folder and renamed over the old one, so a reader never sees
-half a file and a symlink in its place is replaced, never followed.
+user name shares it). The tracking store itself can keep it too (see
+``mlflow_store.MlflowStore.keep``). A snapshot is only ever a shortcut: one that is
+missing, unreadable, of another version, for another store, with impossible times, or a
+symlink is ignored (the command makes a full scan and keeps a fresh one), and a failed
+write loses nothing but the next command's head start. A file is written to a temporary
+file in the same folder and renamed over the old one, so a reader never sees half a file
+and a symlink in its place is replaced, never followed.
 """
 
 from __future__ import annotations
@@ -19,27 +21,27 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from sweepctl.clients.mlflow_store import TAG_TRIAL, TAG_TRIAL_ID, RunRecord, safe_uri
 
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What one scan of a tracking store saw, and when (ms, sweepctl's clock)."""
+    """What the scans of a tracking store saw, and when (ms, sweepctl's clock)."""
 
     tracking_uri: str
     taken_at: int       # when the scan that made this snapshot began
-    full_at: int        # when the last full scan (every run read) began
     runs: tuple[RunRecord, ...]
-    parents: tuple[RunRecord, ...] | None = None  # None: the sweeps' parents not read
-    # the MLflow experiments it covers (a refresh reads every run of any other)
-    experiment_ids: tuple[str, ...] | None = None
+    parents: tuple[RunRecord, ...] = ()   # the sweeps' parent runs
+    # MLflow experiment id -> when every run of it is to be read again: the experiments
+    # the snapshot covers (a refresh reads every run of any other, and of those due)
+    due_at: Mapping[str, int] = field(default_factory=dict)
 
 
 def cache_file(folder: Path, tracking_uri: str) -> Path:
@@ -96,45 +98,59 @@ def safe_under(root: Path, relative: Path) -> bool:
     return True
 
 
+def decode(raw: bytes, tracking_uri: str | None = None) -> Snapshot | None:
+    """The snapshot in ``raw`` (an ``encode`` output), or None when it is not one of ours:
+    malformed, another version, impossible times, or (``tracking_uri`` given) another
+    store's."""
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            return None
+        if tracking_uri is not None and data.get("tracking_uri") != safe_uri(tracking_uri):
+            return None
+        taken_at = int(data["taken_at"])
+        due_at = {str(k): int(v) for k, v in _mapping(data["due_at"]).items()}
+        if taken_at < 0 or not all(v >= 0 for v in due_at.values()):
+            return None
+        return Snapshot(tracking_uri=str(data["tracking_uri"]) if tracking_uri is None
+                        else tracking_uri, taken_at=taken_at, runs=_records(data["runs"]),
+                        parents=_records(data["parents"]), due_at=due_at)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+        return None
+
+
+def _mapping(value: Any) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError("not a mapping")
+    return value
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    data = {"version": VERSION, "tracking_uri": safe_uri(snapshot.tracking_uri),
+            "taken_at": snapshot.taken_at,
+            "runs": [_record_data(r) for r in snapshot.runs],
+            "parents": [_record_data(r) for r in snapshot.parents],
+            "due_at": dict(snapshot.due_at)}
+    # dumps, not dump: only a one-shot encode takes json's C encoder (100,000 runs: ~1 s
+    # instead of ~10 s)
+    return json.dumps(data, separators=(",", ":")).encode("utf-8")
+
+
 def read(folder: Path, tracking_uri: str) -> Snapshot | None:
-    """The snapshot of this store, or None when there is none usable."""
+    """The snapshot of this store kept in ``folder``, or None when there is none usable."""
     path = cache_file(folder, tracking_uri)
     try:
         if path.is_symlink() or folder.is_symlink():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("version") != VERSION \
-                or data.get("tracking_uri") != safe_uri(tracking_uri):
-            return None
-        taken_at, full_at = int(data["taken_at"]), int(data["full_at"])
-        if not 0 <= full_at <= taken_at:
-            return None
-        parents = data.get("parents")
-        return Snapshot(tracking_uri=tracking_uri, taken_at=taken_at, full_at=full_at,
-                        runs=_records(data["runs"]),
-                        parents=None if parents is None else _records(parents),
-                        experiment_ids=None if data.get("experiment_ids") is None
-                        else _ids(data["experiment_ids"]))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, OverflowError,
-            RecursionError):
+        raw = path.read_bytes()
+    except OSError:
         return None
-
-
-def _ids(items: Any) -> tuple[str, ...]:
-    if not isinstance(items, list):
-        raise ValueError("not a list")
-    return tuple(str(item) for item in items)
+    return decode(raw, tracking_uri)
 
 
 def write(folder: Path, snapshot: Snapshot) -> bool:
-    """Store the snapshot; False when the folder cannot be written (nothing else lost)."""
-    parents: Sequence[RunRecord] | None = snapshot.parents
-    data = {"version": VERSION, "tracking_uri": safe_uri(snapshot.tracking_uri),
-            "taken_at": snapshot.taken_at, "full_at": snapshot.full_at,
-            "runs": [_record_data(r) for r in snapshot.runs],
-            "parents": None if parents is None else [_record_data(r) for r in parents],
-            "experiment_ids": None if snapshot.experiment_ids is None
-            else list(snapshot.experiment_ids)}
+    """Keep the snapshot in ``folder``; False when it cannot be written (nothing else
+    lost)."""
     path = cache_file(folder, snapshot.tracking_uri)
     temporary = None
     try:
@@ -142,10 +158,8 @@ def write(folder: Path, snapshot: Snapshot) -> bool:
             return False
         folder.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=".runs-", suffix=".tmp", dir=folder)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            # dumps, not dump: only a one-shot encode takes json's C encoder (100,000
-            # runs: ~1 s instead of ~10 s)
-            out.write(json.dumps(data, separators=(",", ":")))
+        with os.fdopen(handle, "wb") as out:
+            out.write(encode(snapshot))
         os.replace(temporary, path)
         return True
     except OSError:

@@ -35,6 +35,11 @@ HISTORY_POINTS = 500
 # a request shared by several experiments asks for the server's cap, so that only a
 # response with this many distinct steps can have been sampled across them
 SHARED_HISTORY_POINTS = 2500
+# A file sweepctl keeps in the tracking store itself (the run index, see keptindex): an
+# artifact of one finished run, tagged ``sweepctl.role = kept``, in an MLflow experiment
+# of its own (no trial run is ever there)
+KEPT_EXPERIMENT = "sweepctl-kept"
+KEPT_ROLE = "kept"
 
 
 @dataclass(frozen=True)
@@ -417,6 +422,75 @@ class MlflowStore:
                    status="FINISHED")
         return str(run.info.run_id)
 
+
+    def kept(self, name: str, limit: int) -> bytes | None:
+        """The file ``name`` kept in the store (``keep``); None when there is none, it is
+        larger than ``limit`` bytes (or of no stated size), or it cannot be read: a kept
+        file is a shortcut, never a reason to fail."""
+        import tempfile
+        from pathlib import Path
+
+        try:
+            run_id = self._kept_run(create=False)
+            if run_id is None:
+                return None
+            listed = {f.path: f for f in self._call("list the kept files", "list_artifacts",
+                                                     run_id)}
+            info = listed.get(name)
+            if info is None or info.is_dir or info.file_size is None \
+                    or not 0 <= int(info.file_size) <= limit:
+                return None
+            with tempfile.TemporaryDirectory(prefix="sweepctl-kept-") as scratch:
+                path = self._call("read a kept file", "download_artifacts", run_id, name,
+                                  scratch)
+                with Path(path).open("rb") as handle:
+                    data = handle.read(limit + 1)
+            return data if len(data) <= limit else None
+        except (MlflowError, OSError, ValueError, TypeError):
+            return None
+
+    def keep(self, name: str, data: bytes) -> bool:
+        """Store ``data`` as the kept file ``name``, replacing the one kept before; False
+        when the store refuses (no right to create the experiment, no artifact store)."""
+        import tempfile
+        from pathlib import Path
+
+        try:
+            run_id = self._kept_run(create=True)
+            if run_id is None:
+                return False
+            with tempfile.TemporaryDirectory(prefix="sweepctl-kept-") as scratch:
+                path = Path(scratch) / name
+                path.write_bytes(data)
+                self._call("keep a file", "log_artifact", run_id, str(path))
+            return True
+        except (MlflowError, OSError):
+            return False
+
+    def _kept_run(self, *, create: bool) -> str | None:
+        """The run holding the kept files: the oldest active one of KEPT_EXPERIMENT (two
+        commands racing to make it both find the same one next time). None when there is
+        none (and ``create`` is false) or the experiment was deleted (restore it, or
+        delete it for good, to keep files again)."""
+        found = self._call("find the kept files", "get_experiment_by_name", KEPT_EXPERIMENT)
+        if found is not None and found.lifecycle_stage != "active":
+            return None
+        if found is None and not create:
+            return None
+        experiment_id = (str(found.experiment_id) if found is not None
+                         else self.ensure_experiment(KEPT_EXPERIMENT))
+        runs = self._call("find the kept files", "search_runs", [experiment_id],
+                          filter_string=role_filter(KEPT_ROLE), max_results=1,
+                          order_by=["attributes.start_time ASC"])
+        if runs:
+            return str(runs[0].info.run_id)
+        if not create:
+            return None
+        run = self._call("make the kept files' run", "create_run", experiment_id,
+                         run_name="sweepctl-kept", tags={TAG_ROLE: KEPT_ROLE})
+        self._call("make the kept files' run", "set_terminated", run.info.run_id,
+                   status="FINISHED")
+        return str(run.info.run_id)
 
     def mark_cancelled(self, run_id: str, *, end: bool) -> None:
         """Tag the run as cancelled; ``end``: it is still RUNNING (its pod or process was
