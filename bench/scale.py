@@ -242,6 +242,10 @@ def main() -> int:
     args = parser.parse_args()
     import mlflow  # noqa: F401  (imported up front: ~1.3 s that is no command's own work)
 
+    # as the CLI sets them: no "View run" lines, no download progress bars
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
     with tempfile.TemporaryDirectory(prefix="sweepctl-scale-") as scratch:
         root = Path(scratch)
         started = time.perf_counter()
