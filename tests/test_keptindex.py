@@ -8,6 +8,7 @@ import gzip
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,7 @@ def test_a_kept_file_that_is_not_ours_is_ignored(server: str, tmp_path: Path,
     keeper, store = InTrackingStore(), MlflowStore(server)
     assert keeper.write(store, tmp_path, _snapshot(server))
     good = gzip.compress(index_cache.encode(_snapshot(server)))
-    for broken in (b"not gzip at all", gzip.compress(b"{"), good[:-9], good + b"trailing",
+    for broken in (b"not gzip at all", gzip.compress(b"{"), good[:-8], good + b"trailing",
                    gzip.compress(index_cache.encode(_snapshot(server)).replace(
                        b'"version":3', b'"version":2')),
                    gzip.compress(b'{"version":3,"tracking_uri":"x","taken_at":1,'
@@ -98,6 +99,16 @@ def test_a_kept_file_that_is_not_ours_is_ignored(server: str, tmp_path: Path,
     assert keeper.read(store, tmp_path) is not None
     # larger than the limit: not even downloaded
     monkeypatch.setattr(keptindex, "KEPT_LIMIT", 64)
+    before = store.calls["download_artifacts"]
+    assert keeper.read(store, tmp_path) is None
+    assert store.calls["download_artifacts"] == before
+    # a few KB that would inflate to far more than 16 times their size: not inflated
+    monkeypatch.setattr(keptindex, "KEPT_LIMIT", 2**20)
+    padded = index_cache.encode(_snapshot(server)).replace(
+        b'"runs":[', b'"runs":[' + b" " * 2_000_000)
+    path.write_bytes(gzip.compress(padded))
+    MlflowClient(server).log_artifact(_kept_run(server), str(path))
+    assert index_cache.decode(padded) is not None          # valid, only too inflated
     assert keeper.read(store, tmp_path) is None
 
 
@@ -121,6 +132,19 @@ def test_a_deleted_kept_experiment_is_neither_read_nor_written(
     finally:
         client.restore_experiment(kept)
     assert keeper.read(store, tmp_path) == _snapshot(server)
+
+
+def test_the_copy_in_mlflow_carries_no_uri_and_a_local_store_keeps_none(
+        server: str, tmp_path: Path) -> None:
+    keeper = InTrackingStore()
+    assert keeper.write(MlflowStore(server), tmp_path, _snapshot(server))
+    raw = MlflowStore(server).kept(keptindex.KEPT_FILE, 2**20)
+    assert raw is not None and server.encode() not in gzip.decompress(raw)
+    # a local store: its artifacts would land in the working folder; nothing is made
+    local = MlflowStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert keeper.write(local, tmp_path, _snapshot("x")) is False
+    assert keeper.read(local, tmp_path) is None and local.requests == 0
+    assert not (tmp_path / "mlruns").exists()
 
 
 def test_a_store_that_refuses_costs_only_the_head_start(tmp_path: Path,
@@ -183,18 +207,24 @@ def test_a_forged_kept_index_cannot_make_launch_reuse_what_is_not_there(
     folders = copies(tmp_path, 20)
     experiment, trials = trials_of(folders[0])
     client = MlflowClient(server)
-    real = log_trial(client, experiment, trials[1], metrics=result(0.4, 9.0))
+    now = int(time.time() * 1000)
+    # the real run is old (no refresh by time finds it), in an MLflow experiment of a
+    # sweep no longer in git (so only the trial ids in git make launch read it again)
+    other = replace(experiment, name="retired-sweep",
+                    mlflow_experiment=f"{experiment.mlflow_experiment}-retired")
+    real = log_trial(client, other, trials[1], metrics=result(0.4, 9.0),
+                     start=now - 3 * HOUR)
+    client.set_terminated(real, status="FINISHED", end_time=now - 3 * HOUR)
     store = MlflowStore(server)
     ids = store.experiment_ids()
-    eid = ids[experiment.mlflow_experiment]
-    now = int(time.time() * 1000)
+    eid = ids[other.mlflow_experiment]
 
     def finished(run_id: str, trial_id: str) -> RunRecord:
         return RunRecord(run_id, "FINISHED", trial_id, f"x-{trial_id}", metrics={
             "eval_loss": 0.01}, tags={"sweepctl.trial_id": trial_id,
-                                      "sweepctl.experiment": experiment.name,
+                                      "sweepctl.experiment": other.name,
                                       "sweepctl.role": "trial"},
-            start_time=now, end_time=now, experiment_id=eid)
+            start_time=now - 3 * HOUR, end_time=now - 3 * HOUR, experiment_id=eid)
 
     forged = Snapshot(server, now, (finished("f" * 32, trials[0].trial_id),
                                     finished(real, trials[2].trial_id)),
@@ -216,13 +246,15 @@ def test_the_cli_keeps_it_in_mlflow_and_prints_none_of_mlflow_s_chatter(
 
     folders = copies(tmp_path, 20)
     env = {**os.environ, "SWEEPCTL_INDEX_CACHE": "mlflow", "MLFLOW_TRACKING_URI": server}
-    for _ in range(2):
+    for how in ("full scan (nothing usable kept)", "refreshed what the last command kept"):
         done = subprocess.run(
             [sys.executable, "-m", "sweepctl", "launch", "--backend", "local", "--dry-run",
              *map(str, folders)], capture_output=True, text=True, cwd=tmp_path, env=env,
             timeout=300)
         assert done.returncode == 0, done.stderr
         assert "launched" in done.stdout
+        assert f"run index: {how}, " in done.stdout
+        assert "; kept in MLflow (sweepctl-kept/run-index.json.gz)" in done.stdout
         for chatter in ("View run", "View experiment", "Downloading artifacts", "%|"):
             assert chatter not in done.stdout + done.stderr
     assert MlflowClient(server).get_experiment_by_name(KEPT_EXPERIMENT) is not None

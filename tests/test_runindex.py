@@ -235,7 +235,7 @@ def test_a_snapshot_that_cannot_be_refreshed_makes_a_full_scan(
     client, store, eid, t0 = aged_store
     _run(client, eid, "sweep", "old0", "FINISHED", t0 - 3 * HOUR)
     _, snapshot = scan_cached(store, None, now=t0)
-    now = {"a day old": t0 + 24 * HOUR, "clock went back": t0 - 60_000}.get(why, t0 + 60_000)
+    now = {"a day old": t0 + 24 * HOUR, "clock went back": t0 - HOUR}.get(why, t0 + 60_000)
     if why == "no experiment known":
         snapshot = replace(snapshot, due_at={})
     index, kept = scan_cached(store, snapshot, now=now)
@@ -379,7 +379,15 @@ def test_a_refresh_reads_whole_what_is_due_and_what_it_does_not_know() -> None:
     assert due(snapshot, live, now=4 * HOUR + 60_000) == {"new"}
     assert due(snapshot, live, now=9 * HOUR) == {"new", "1", "2"}
     assert due(snapshot, live - {"3"}, now=9 * HOUR) is None   # all it knows: a full scan
-    assert due(snapshot, live, now=3 * HOUR) is None          # taken after now
+    assert due(snapshot, live, now=3 * HOUR) is None          # taken well after now
+    # a writer's clock a few minutes ahead: still refreshed
+    assert due(snapshot, live, now=4 * HOUR - 5 * 60_000) == {"new"}
+    # an experiment deleted since is neither read nor counted: "1" and "2" due, "3" not
+    assert due(snapshot, {"1", "2", "3"}, now=9 * HOUR) == {"1", "2"}
+    assert due(snapshot, {"1", "2"}, now=9 * HOUR) is None     # all that is left is due
+    later = _snapshot({"1": 1, "2": 1}, {"1": 5 * HOUR, "gone": 5 * HOUR, "2": 30 * HOUR},
+                      taken_at=8 * HOUR)
+    assert due(later, {"1", "2"}, now=6 * HOUR + 8 * HOUR) == {"1"}
     assert due(None, live, now=4 * HOUR) is None
     # a turn further than a period after the snapshot was taken is not believed
     forged = _snapshot({"1": 1, "2": 1}, {"1": 10**15, "2": 9 * HOUR}, taken_at=4 * HOUR)
@@ -440,3 +448,49 @@ def test_a_run_no_time_filter_finds_is_read_when_its_experiment_is_due(
     index, kept = scan_cached(store, kept, now=turn[high] + HOUR)
     assert index.source == "cached"
     assert index.finished(f"imported{high}").run_id == old[high]
+
+
+def test_a_deleted_history_run_is_gone_at_its_experiment_s_turn(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    """A run of a trial no longer in git, deleted in MLflow: no refresh by time or by id
+    sees it go; the turn of its experiment does."""
+    client, store, eid, t0 = aged_store
+    gone = _run(client, eid, "retired", "h-gone", "FINISHED", t0 - 3 * HOUR)
+    _run(client, eid, "retired", "h-kept", "FINISHED", t0 - 3 * HOUR)
+    _, snapshot = scan_cached(store, None, now=t0)
+    client.delete_run(gone)
+    turn = snapshot.due_at[eid]
+    index, kept = scan_cached(store, snapshot, now=turn - HOUR)
+    assert index.finished("h-gone").run_id == gone          # not its turn yet
+    index, _ = scan_cached(store, kept, now=turn + HOUR)
+    assert index.source == "cached" and index.get("h-gone") is None
+    assert index.finished("h-kept") is not None
+
+
+def test_confirm_reads_again_what_launch_learns_only_later(
+        aged_store: tuple[MlflowClient, MlflowStore, str, int]) -> None:
+    """tpe's later rounds: their trial ids are known only once the index is built, so the
+    kept snapshot's records of them are read again by id before launch decides. A record
+    MLflow does not have is dropped; a real run relabelled goes back to its trial id."""
+    client, store, eid, t0 = aged_store
+    real = _run(client, eid, "tpe-sweep", "p1", "FINISHED", t0 - 3 * HOUR)
+    _, snapshot = scan_cached(store, None, now=t0)
+    [record_] = [r for r in snapshot.runs if r.run_id == real]
+    forged = replace(snapshot, runs=(
+        replace(record_, trial_id="p3", tags={**record_.tags, "sweepctl.trial_id": "p3"}),
+        replace(record_, run_id="f" * 32, trial_id="p2",
+                tags={**record_.tags, "sweepctl.trial_id": "p2"})))
+    index, _ = scan_cached(store, forged, now=t0 + 60_000)
+    assert index.source == "cached"
+    assert index.finished("p2") is not None and index.finished("p3") is not None
+    before = store.requests
+    index.confirm(["p2", "p3", "unknown"])
+    assert store.requests == before + 1                     # one by-id read
+    assert index.get("p2") is None and index.get("p3") is None
+    assert index.finished("p1").run_id == real
+    index.confirm(["p1", "p2", "p3"])                      # nothing left unread
+    assert store.requests == before + 1
+    # an index read this command has nothing to confirm
+    full = scan(store)
+    full.confirm(["p1"])
+    assert store.requests == before + 1 + 2

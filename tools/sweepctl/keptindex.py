@@ -11,13 +11,16 @@ The CLI picks one from SWEEPCTL_INDEX_CACHE (``cli.options.index_keeper``):
 - ``InTrackingStore`` (``mlflow``): one gzip-compressed file in the tracking store, an
   artifact of a run of its own (``MlflowStore.keep``). The scheduled workflows use it:
   a fresh GitHub runner keeps nothing on disk, and the snapshot holds nothing that a
-  reader of the tracking store cannot already read. What it holds is as trustworthy as
-  the store's runs (who can write one can write the other), and it is bounded: at most
-  KEPT_LIMIT bytes compressed, KEPT_LIMIT x INFLATE_RATIO inflated, else ignored.
+  reader of the tracking store cannot already read (and no URI). What it holds is as
+  trustworthy as the store's runs (who can write one can write the other), and it is
+  bounded: at most KEPT_LIMIT bytes compressed, and at most INFLATE_RATIO times its own
+  size and INFLATED_LIMIT inflated, else ignored (a bomb of a few MB is not a few GB of
+  JSON). Only a tracking server keeps it (``MlflowStore.keeps_files``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import zlib
 from dataclasses import dataclass
@@ -26,14 +29,20 @@ from typing import Protocol
 
 from sweepctl.clients import index_cache
 from sweepctl.clients.index_cache import Snapshot
-from sweepctl.clients.mlflow_store import MlflowStore
+from sweepctl.clients.mlflow_store import KEPT_EXPERIMENT, MlflowStore
 
 KEPT_FILE = "run-index.json.gz"
-KEPT_LIMIT = 256 * 2**20   # 100,000 runs: ~15 MB compressed, ~70 MB of JSON
-INFLATE_RATIO = 8
+# 100,000 runs: 11.8 MB compressed, ~6 times that of JSON (bench/scale.py)
+KEPT_LIMIT = 64 * 2**20
+INFLATE_RATIO = 16
+INFLATED_LIMIT = 512 * 2**20
 
 
 class Keeper(Protocol):
+    @property
+    def where(self) -> str:
+        """For the user: "in MLflow (...)", "in .sweepctl/index"."""
+
     def read(self, store: MlflowStore, root: Path) -> Snapshot | None:
         """The snapshot of ``store`` kept last, or None (``root``: the repo's folder)."""
 
@@ -47,7 +56,11 @@ class InFolder:
 
     folder: Path
 
-    def where(self, root: Path) -> Path | None:
+    @property
+    def where(self) -> str:
+        return f"in {self.folder}"
+
+    def folder_in(self, root: Path) -> Path | None:
         if self.folder.is_absolute():
             return self.folder
         if not index_cache.safe_under(root, self.folder):
@@ -57,11 +70,11 @@ class InFolder:
         return None if tracked(root, self.folder) else root / self.folder
 
     def read(self, store: MlflowStore, root: Path) -> Snapshot | None:
-        folder = self.where(root)
+        folder = self.folder_in(root)
         return None if folder is None else index_cache.read(folder, store.tracking_uri)
 
     def write(self, store: MlflowStore, root: Path, snapshot: Snapshot) -> bool:
-        folder = self.where(root)
+        folder = self.folder_in(root)
         return folder is not None and index_cache.write(folder, snapshot)
 
 
@@ -71,20 +84,26 @@ class InTrackingStore:
 
     name: str = KEPT_FILE
 
+    @property
+    def where(self) -> str:
+        return f"in MLflow ({KEPT_EXPERIMENT}/{self.name})"
+
     def read(self, store: MlflowStore, root: Path) -> Snapshot | None:
         raw = store.kept(self.name, KEPT_LIMIT)
-        data = None if raw is None else inflate(raw, KEPT_LIMIT * INFLATE_RATIO)
+        data = None if raw is None else inflate(
+            raw, min(INFLATED_LIMIT, INFLATE_RATIO * len(raw)))
         if data is None:
             return None
         snapshot = index_cache.decode(data)
         if snapshot is None:
             return None
-        return Snapshot(store.tracking_uri, snapshot.taken_at, snapshot.runs,
-                        snapshot.parents, snapshot.due_at)
+        return dataclasses.replace(snapshot, tracking_uri=store.tracking_uri)
 
     def write(self, store: MlflowStore, root: Path, snapshot: Snapshot) -> bool:
         # level 1: ~5x smaller, in a tenth of the time level 9 takes on 70 MB
-        return store.keep(self.name, gzip.compress(index_cache.encode(snapshot),
+        # no URI in it: reading ignores it, and whatever the URI carries stays out
+        anonymous = dataclasses.replace(snapshot, tracking_uri="")
+        return store.keep(self.name, gzip.compress(index_cache.encode(anonymous),
                                                    compresslevel=1, mtime=0))
 
 

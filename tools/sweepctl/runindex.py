@@ -82,6 +82,10 @@ class RunIndex:
     # how it was read: "scoped", "full" (every run) or "cached" (a snapshot + what changed)
     source: str = "full"
     runs_read: int = 0  # runs MLflow sent for it (the cost that grows with the store)
+    # a cached index: the trial runs taken from the kept snapshot as they were, and how to
+    # read runs again by id (run id -> MLflow experiment id), for ``confirm``
+    unread: set[str] = field(default_factory=set)
+    reread: Callable[[Mapping[str, str]], Mapping[str, RunRecord]] | None = None
 
     @classmethod
     def from_runs(cls, tracking_uri: str, runs: Iterable[RunRecord],
@@ -104,6 +108,33 @@ class RunIndex:
             if key[1] and key not in index.parents:
                 index.parents[key] = run.run_id
         return index
+
+    def confirm(self, trial_ids: Iterable[str]) -> None:
+        """Read again by run id the runs of these trial ids that came from the kept
+        snapshot unread, so that what launch decides on is what MLflow says (tpe's later
+        rounds: their ids are known only once the index is built). A run MLflow no longer
+        has is dropped, a re-tagged one moves to its trial id. Nothing to do for an index
+        read this command."""
+        asked = [tid for tid in dict.fromkeys(trial_ids) if tid in self.trials]
+        wanted = {run.run_id: run.experiment_id or "" for tid in asked
+                  for run in self.trials[tid].runs if run.run_id in self.unread}
+        if self.reread is None or not wanted:
+            return
+        fresh = self.reread(wanted)
+        self.unread.difference_update(wanted)
+        groups = {tid: [r for r in self.trials[tid].runs if r.run_id not in wanted]
+                  for tid in asked}
+        for run in fresh.values():
+            if run.trial_id:
+                if run.trial_id not in groups:
+                    existing = self.trials.get(run.trial_id)
+                    groups[run.trial_id] = list(existing.runs) if existing else []
+                groups[run.trial_id].append(run)
+        for tid, runs in groups.items():
+            if runs:
+                self.trials[tid] = TrialRuns(tid, tuple(_newest_first(runs)))
+            else:
+                del self.trials[tid]
 
     def get(self, trial_id: str) -> TrialRuns | None:
         return self.trials.get(trial_id)
@@ -221,6 +252,10 @@ REREAD_EVERY_MS = 24 * 3_600_000
 # Runs started or ended up to this long before the last scan began are read again: the
 # times are the pods' clocks, not ours.
 CLOCK_SLACK_MS = 3_600_000
+# A snapshot taken up to this long after ``now`` is still refreshed: the one kept in the
+# tracking store is written by whichever machine ran the last command (a laptop's clock
+# a few minutes ahead of the runner's must not cost the next run a full scan).
+WRITER_SKEW_MS = 10 * 60_000
 
 
 def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
@@ -255,10 +290,10 @@ def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
         return run.trial_id in trial_ids or of_own(run)
 
     full = whole == live
-    runs = _refreshed(store, _Refresh(live, whole, since, role_filter("trial"), full),
-                      cached_runs, decides)
-    parents = _refreshed(store, _Refresh(live, whole, since, role_filter("sweep"), full),
-                         cached_parents, of_own)
+    runs, unread = _refreshed(store, _Refresh(live, whole, since, role_filter("trial"),
+                                              full), cached_runs, decides)
+    parents, _ = _refreshed(store, _Refresh(live, whole, since, role_filter("sweep"), full),
+                            cached_parents, of_own)
     due_at = turns(runs.values(), live, now) if full or previous is None else {
         eid: now + REREAD_EVERY_MS if eid in whole else previous.due_at[eid]
         for eid in live}
@@ -266,6 +301,7 @@ def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
                         parents=tuple(parents.values()), due_at=due_at)
     index = RunIndex.from_runs(store.tracking_uri, runs.values(), parents.values(), ids)
     index.with_parents, index.source = True, "full" if full else "cached"
+    index.unread, index.reread = unread, store.runs_by_id
     index.runs_read = store.runs_read - before
     return index, snapshot
 
@@ -273,9 +309,9 @@ def scan_cached(store: MlflowStore, previous: Snapshot | None, *, now: int,
 def due(previous: Snapshot | None, live: Collection[str], now: int) -> set[str] | None:
     """The MLflow experiments to read whole this time: those the snapshot does not know
     and those whose turn has come (``due_at``; one more than REREAD_EVERY_MS after the
-    snapshot was taken is not believed). None: a full scan (no snapshot, one taken after
-    ``now``, or every experiment it knows is due)."""
-    if previous is None or now < previous.taken_at:
+    snapshot was taken is not believed). None: a full scan (no snapshot, one taken more
+    than WRITER_SKEW_MS after ``now``, or every experiment it knows is due)."""
+    if previous is None or now < previous.taken_at - WRITER_SKEW_MS:
         return None
     latest = previous.taken_at + REREAD_EVERY_MS
     whole = {eid for eid in live
@@ -308,8 +344,10 @@ class _Refresh:
 
 
 def _refreshed(store: MlflowStore, refresh: _Refresh, cached: Sequence[RunRecord],
-               decides: Callable[[RunRecord], bool]) -> dict[str, RunRecord]:
-    """run id -> run: the cached runs brought up to date (see scan_cached)."""
+               decides: Callable[[RunRecord], bool]
+               ) -> tuple[dict[str, RunRecord], set[str]]:
+    """run id -> run: the cached runs brought up to date (see scan_cached); and the ids of
+    those taken from the snapshot as they were."""
     runs = {r.run_id: r for r in cached if r.experiment_id in refresh.live
             and r.experiment_id not in refresh.whole}
     changed: dict[str, RunRecord] = {}
@@ -317,7 +355,7 @@ def _refreshed(store: MlflowStore, refresh: _Refresh, cached: Sequence[RunRecord
         for run in store.search(refresh.whole, refresh.role):
             changed[run.run_id] = run
     if refresh.full:
-        return changed
+        return changed, set()
     rest = refresh.live - refresh.whole
     for attribute in ("start_time", "end_time"):
         for run in store.search(rest, f"{refresh.role} and "
@@ -331,5 +369,6 @@ def _refreshed(store: MlflowStore, refresh: _Refresh, cached: Sequence[RunRecord
             runs[run_id] = now[run_id]
         else:
             del runs[run_id]
+    unread = runs.keys() - recheck.keys() - changed.keys()
     runs.update(changed)
-    return runs
+    return runs, unread

@@ -98,6 +98,7 @@ class Workspace:
     # scan reads every run); ``full_scan``: ignore what is kept there and read every run
     # once more (then keep that)
     index_keeper: Keeper | None = None
+    index_notes: list[str] = field(default_factory=list)  # how each full index was read
     full_scan: bool = False
     clock: Callable[[], float] = time.time
     _defaults: dict[Path, tuple[dict[str, Any], Findings]] = field(default_factory=dict)
@@ -265,7 +266,13 @@ class Workspace:
         previous = None if self.full_scan else self.index_keeper.read(store, root)
         index, snapshot = scan_cached(store, previous, now=int(self.clock() * 1000),
                                       scopes=self.scopes(store.tracking_uri))
-        self.index_keeper.write(store, root, snapshot)
+        kept = self.index_keeper.write(store, root, snapshot)
+        how = ("refreshed what the last command kept" if index.source == "cached"
+               else "full scan (nothing usable kept)" if previous is None
+               else "full scan (every experiment due to be read whole)")
+        self.index_notes.append(
+            f"{how}, {index.runs_read} runs read; "
+            f"{'kept' if kept else 'could not be kept'} {self.index_keeper.where}")
         return index
 
     def _repo_root(self) -> Path:

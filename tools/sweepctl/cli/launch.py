@@ -117,6 +117,8 @@ def print_report(report: LaunchReport, console: Any) -> None:
             # one line per trial, never wrapped: CI logs are grepped for the names
             console.print(f"  {result.name}: {result.outcome.value}: {result.detail}",
                           highlight=False, markup=False, soft_wrap=True)
+    for note in report.index_notes:
+        console.print(f"run index: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 @click.command("launch")
@@ -125,7 +127,8 @@ def print_report(report: LaunchReport, console: Any) -> None:
 @click.option("--changed-since", "changed_since_rev", metavar="REV",
               help="only experiments whose files differ from git revision REV")
 @click.option("--dry-run", is_flag=True,
-              help="create nothing (Kubernetes: server-side dry run; MLflow untouched)")
+              help="create nothing (Kubernetes: server-side dry run; no MLflow run made "
+              "or changed; the run index is still refreshed and kept)")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Kubernetes requests in flight")
 @full_scan_option

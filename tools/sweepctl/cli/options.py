@@ -32,7 +32,8 @@ def chosen_backend(backend: str | None, env: Mapping[str, str] = os.environ) -> 
 
 
 # where the run index is kept between commands: under the repo (git-ignored), unless
-# SWEEPCTL_INDEX_CACHE names another folder, "mlflow" (the tracking store) or "off"
+# SWEEPCTL_INDEX_CACHE names another folder ("./mlflow" for one of that name), "mlflow"
+# (the tracking store) or "off"
 INDEX_CACHE = Path(".sweepctl") / "index"
 
 
@@ -57,8 +58,9 @@ def workspace_for(backend: str | None, env: Mapping[str, str] = os.environ,
 def full_scan_option(function: F) -> F:
     return click.option(
         "--full-scan", is_flag=True,
-        help="read every trial run from MLflow instead of refreshing the run index kept "
-        "in .sweepctl/index/ (SWEEPCTL_INDEX_CACHE) from the last command")(function)
+        help="read every trial run from MLflow instead of refreshing the run index the "
+        "last command kept (in .sweepctl/index/, or where SWEEPCTL_INDEX_CACHE says)"
+        )(function)
 
 
 def backend_settings(state_dir: Path, *, dry_run: bool = False,

@@ -115,7 +115,8 @@ def decode(raw: bytes, tracking_uri: str | None = None) -> Snapshot | None:
         return Snapshot(tracking_uri=str(data["tracking_uri"]) if tracking_uri is None
                         else tracking_uri, taken_at=taken_at, runs=_records(data["runs"]),
                         parents=_records(data["parents"]), due_at=due_at)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError,
+            MemoryError):
         return None
 
 

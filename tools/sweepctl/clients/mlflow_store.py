@@ -6,9 +6,11 @@ name. ``import mlflow`` costs ~1.3 s, so it happens inside the functions.
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sweepctl.errors import MlflowError
@@ -70,8 +72,6 @@ def _client(tracking_uri: str) -> Any:
     if tracking_uri.startswith("sqlite:///"):
         # a local store (sqlite:///<repo>/.sweepctl/mlflow.db) on a fresh clone: its folder
         # is git-ignored and may not exist yet; SQLite creates the file, not the folder
-        from pathlib import Path
-
         Path(tracking_uri[len("sqlite:///") - 1:]).parent.mkdir(parents=True, exist_ok=True)
     try:
         return MlflowClient(tracking_uri=tracking_uri)
@@ -422,14 +422,18 @@ class MlflowStore:
                    status="FINISHED")
         return str(run.info.run_id)
 
+    @property
+    def keeps_files(self) -> bool:
+        """Whether ``keep`` may store files here: only a tracking server (a local store's
+        artifacts would land in the working folder; its disk can hold a folder instead)."""
+        return self.tracking_uri.startswith(("http://", "https://"))
 
     def kept(self, name: str, limit: int) -> bytes | None:
         """The file ``name`` kept in the store (``keep``); None when there is none, it is
         larger than ``limit`` bytes (or of no stated size), or it cannot be read: a kept
         file is a shortcut, never a reason to fail."""
-        import tempfile
-        from pathlib import Path
-
+        if not self.keeps_files:
+            return None
         try:
             run_id = self._kept_run(create=False)
             if run_id is None:
@@ -451,10 +455,10 @@ class MlflowStore:
 
     def keep(self, name: str, data: bytes) -> bool:
         """Store ``data`` as the kept file ``name``, replacing the one kept before; False
-        when the store refuses (no right to create the experiment, no artifact store)."""
-        import tempfile
-        from pathlib import Path
-
+        when the store refuses (no right to create the experiment, no artifact store) or
+        is not a server."""
+        if not self.keeps_files:
+            return False
         try:
             run_id = self._kept_run(create=True)
             if run_id is None:

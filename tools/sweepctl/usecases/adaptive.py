@@ -138,6 +138,7 @@ def next_round(resolved: ResolvedExperiment, index: RunIndex,
         return _first_round(resolved)
     experiment = resolved.experiment
     trials = _rebuilt(resolved, proposals)
+    index.confirm(t.trial_id for t in trials)   # what the study is told is what MLflow says
     told = _told(resolved, trials, index)
     wanted = tpe.round_size(experiment.sweep, told, experiment.objective)
     points = tpe.propose(experiment.sweep, experiment.baseline, told, experiment.objective,
@@ -145,6 +146,7 @@ def next_round(resolved: ResolvedExperiment, index: RunIndex,
     number = 1 + max(n for n, _ in proposals)
     fresh = [dataclasses.replace(t, round_number=number) for t in
              trials_for_points(experiment, resolved.image, points, len(trials))]
+    index.confirm(t.trial_id for t in fresh)    # a reuse launch decides on, read again
     fresh = _within_slots(fresh, trials, index, observed, wanted, resolved)
     return dataclasses.replace(resolved, trials=(*trials, *fresh))
 

@@ -92,6 +92,7 @@ class LaunchReport:
     experiments: list[ExperimentLaunch] = field(default_factory=list)
     mlflow_requests: int = 0
     backend_requests: int = 0
+    index_notes: list[str] = field(default_factory=list)  # how the run index was read
     pruned: list[TrialResult] = field(default_factory=list)  # prune's deletions and reports
 
     @property
@@ -319,6 +320,7 @@ def launch(folders: Sequence[Path], options: LaunchOptions,
     finally:
         report.backend_requests = int(getattr(backend, "requests", 0))
         report.mlflow_requests = workspace.mlflow_requests
+        report.index_notes = list(workspace.index_notes)
         backend.close()
     return report
 
