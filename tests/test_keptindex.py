@@ -237,9 +237,14 @@ def test_a_forged_kept_index_cannot_make_launch_reuse_what_is_not_there(
 
 
 def test_the_cli_keeps_it_in_mlflow_and_prints_none_of_mlflow_s_chatter(
-        server: str, tmp_path: Path) -> None:
+        tmp_path: Path) -> None:
     """SWEEPCTL_INDEX_CACHE=mlflow, as the workflows set it: the output is sweepctl's own
     (no "View run" URL lines, no download progress bars), nothing is left on disk."""
+    with serving_mlflow(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}") as server:
+        _cli_twice(server, tmp_path / "repo")
+
+
+def _cli_twice(server: str, tmp_path: Path) -> None:
     import os
     import subprocess
     import sys

@@ -48,6 +48,7 @@ from sweepctl.backends import (
 
 POLL_SECONDS = 0.2
 INTERRUPT_GRACE_SECONDS = 30.0
+KILL_GRACE_SECONDS = 5.0
 CANCELLED_MARK = "cancelled"
 # a trial stopped by Ctrl-C / SIGHUP of its launcher: resumed by the next launch, and not
 # a failure (it must not spend budget.max_failed_trials and hold the trials never started)
@@ -455,8 +456,12 @@ class LocalBackend:
             (folder / CANCELLED_MARK).write_text("")
             if stop_group(folder, signal.SIGTERM):
                 stopped.append((folder, trial_id))
-        for folder in wait_released([f for f, _ in stopped], INTERRUPT_GRACE_SECONDS):
+        killed = wait_released([f for f, _ in stopped], INTERRUPT_GRACE_SECONDS)
+        for folder in killed:
             stop_group(folder, signal.SIGKILL)
+        # a killed group's claim drops once its launcher sees it gone: what is observed
+        # right after a cancel must not read "running"
+        wait_released(killed, KILL_GRACE_SECONDS)
         return [TrialResult(tid, folder.name, Outcome.CANCELLED, detail)
                 for folder, tid in stopped]
 
