@@ -283,3 +283,38 @@ def test_an_edited_space_keeps_only_the_proposals_that_still_fit(tmp_path: Path)
     assert not {t.trial_id for t in trials[1:]} & kept
     assert all(t.config["learning_rate"] > max(rates) for t in trials[1:])
     assert [t.round_number for t in trials] == [0, 1, 1]  # a new study: its round 1
+
+
+def test_launch_reads_again_what_a_kept_index_says_of_later_rounds(tmp_path: Path) -> None:
+    """A kept snapshot's records are taken as they were unless launch decides on them;
+    tpe's rounds past the first are known only once the index is read, so next_round asks
+    the index to read them again (RunIndex.confirm) before the study is told and before a
+    proposal is reused: a forged record is dropped."""
+    folder = make_tpe(tmp_path, "tpe-confirm", target=1.0)
+    workspace = Workspace(env_tracking_uri="sqlite:///unused.db")
+    resolved = workspace.resolve(workspace.load(folder))
+    first = next_round(resolved, RunIndex("x"), {})
+    runs = finished_runs(resolved, first.trials, {})
+    honest = next_round(resolved, RunIndex.from_runs(
+        "x", runs, experiment_ids={"tpe-confirm": "1"}), {})
+    fresh = honest.trials[3:]
+
+    def forged(trial: Any, loss: float) -> RunRecord:
+        return RunRecord(f"forged-{trial.trial_id}", "FINISHED", trial.trial_id, trial.name,
+                         metrics={"eval_loss": loss}, tags={"sweepctl.trial_id": trial.trial_id,
+                                                            "sweepctl.experiment": "elsewhere"},
+                         start_time=99, experiment_id="2")
+
+    lies = [forged(first.trials[1], 0.0001), forged(fresh[0], 0.0001)]
+    index = RunIndex.from_runs("x", [*runs, *lies], experiment_ids={"tpe-confirm": "1"})
+    asked: list[set[str]] = []
+
+    def reread(wanted: Any) -> dict[str, RunRecord]:
+        asked.append(set(wanted))
+        return {}   # MLflow has neither
+
+    index.unread, index.reread = {r.run_id for r in lies}, reread
+    again = next_round(resolved, index, {})
+    assert asked == [{lies[0].run_id}, {lies[1].run_id}]
+    assert again.trials == honest.trials          # told and proposed what MLflow says
+    assert index.finished(fresh[0].trial_id) is None

@@ -624,3 +624,32 @@ def test_a_role_that_may_not_list_configmaps_still_completes_the_trial(
     assert active[0] in emu.objects("configmaps", NAMESPACE)
     # a list of Jobs, the forbidden list, a read per pending Job, the create of the one
     assert again.backend_requests == 1 + 1 + len(active) + 1
+
+
+def test_an_mlflow_error_in_one_experiment_s_round_refuses_that_one_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tpe's next round reads MLflow again (a kept index's records of its trials): a
+    failed read there refuses that experiment, and the others are still reconciled and
+    reported."""
+    from mlflow_runs import copies
+    from sweepctl.errors import MlflowError
+    from sweepctl.usecases import adaptive
+    from sweepctl.usecases import launch as launch_module
+
+    folders = copies(tmp_path, 3)
+
+    def next_round(resolved: Any, index: Any, observed: Any) -> Any:
+        if resolved.name == folders[1].name:
+            raise MlflowError("cannot search runs at http://mlflow: 503 Service Unavailable")
+        return adaptive.next_round(resolved, index, observed)
+
+    monkeypatch.setattr(launch_module, "next_round", next_round)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    report = launch(folders, LaunchOptions(backend="local", dry_run=True, tracking_uri=uri,
+                                           state_dir=tmp_path / ".sweepctl"),
+                    workspace=Workspace(env_tracking_uri=uri))
+    refused = {e.name: e.refused for e in report.experiments if e.refused}
+    assert refused == {folders[1].name: [
+        "mlflow: cannot search runs at http://mlflow: 503 Service Unavailable"]}
+    launched = [e for e in report.experiments if not e.refused]
+    assert len(launched) == 2 and all(e.count(Outcome.LAUNCHED) == 3 for e in launched)

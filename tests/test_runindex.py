@@ -478,9 +478,12 @@ def test_confirm_reads_again_what_launch_learns_only_later(
     MLflow does not have is dropped; a real run relabelled goes back to its trial id."""
     client, store, eid, t0 = aged_store
     real = _run(client, eid, "tpe-sweep", "p1", "FINISHED", t0 - 3 * HOUR)
+    failed = _run(client, eid, "tpe-sweep", "p1", "FAILED", t0 - 4 * HOUR)
     _, snapshot = scan_cached(store, None, now=t0)
     [record_] = [r for r in snapshot.runs if r.run_id == real]
+    [other] = [r for r in snapshot.runs if r.run_id == failed]
     forged = replace(snapshot, runs=(
+        other,    # p1 keeps its failed attempt; the relabelled run moves back beside it
         replace(record_, trial_id="p3", tags={**record_.tags, "sweepctl.trial_id": "p3"}),
         replace(record_, run_id="f" * 32, trial_id="p2",
                 tags={**record_.tags, "sweepctl.trial_id": "p2"})))
@@ -491,8 +494,8 @@ def test_confirm_reads_again_what_launch_learns_only_later(
     index.confirm(["p2", "p3", "unknown"])
     assert store.requests == before + 1                     # one by-id read
     assert index.get("p2") is None and index.get("p3") is None
-    assert index.finished("p1").run_id == real
-    index.confirm(["p1", "p2", "p3"])                      # nothing left unread
+    assert [r.run_id for r in index.get("p1").runs] == [real, failed]
+    index.confirm(["p2", "p3"])                            # nothing left unread
     assert store.requests == before + 1
     # an index read this command has nothing to confirm
     full = scan(store)

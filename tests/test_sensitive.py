@@ -118,12 +118,12 @@ def test_secret_references_in_runtime_are_not_secrets() -> None:
 
 def test_most_random_tokens_of_unknown_formats_are_still_caught() -> None:
     """The word-piece rule trades some of the generic catch for no false positives on
-    joined words; how much is measured here (seeded, 2,000 tokens a length): ~95% of
-    32-character base62 tokens, ~98% at 40."""
+    joined words; how much is measured here (seeded, 2,000 tokens a length): 95.9% of
+    32-character base62 tokens, 97.9% at 40."""
     import random
 
     rng = random.Random(0)
-    for length, floor in ((32, 0.92), (40, 0.95)):
+    for length, floor in ((32, 0.95), (40, 0.975)):
         tokens = ["".join(rng.choice(ALNUM) for _ in range(length)) for _ in range(2000)]
         caught = sum(token_kind(t) is not None for t in tokens) / len(tokens)
         assert caught >= floor, (length, caught)

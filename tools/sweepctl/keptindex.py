@@ -14,7 +14,7 @@ The CLI picks one from SWEEPCTL_INDEX_CACHE (``cli.options.index_keeper``):
   reader of the tracking store cannot already read (and no URI). What it holds is as
   trustworthy as the store's runs (who can write one can write the other), and it is
   bounded: at most KEPT_LIMIT bytes compressed, and at most INFLATE_RATIO times its own
-  size and INFLATED_LIMIT inflated, else ignored (a bomb of a few MB is not a few GB of
+  size and INFLATED_LIMIT inflated, else ignored (a bomb of a few MB is not gigabytes of
   JSON). Only a tracking server keeps it (``MlflowStore.keeps_files``).
 """
 
@@ -32,10 +32,11 @@ from sweepctl.clients.index_cache import Snapshot
 from sweepctl.clients.mlflow_store import KEPT_EXPERIMENT, MlflowStore
 
 KEPT_FILE = "run-index.json.gz"
-# 100,000 runs: 11.8 MB compressed, ~6 times that of JSON (bench/scale.py)
-KEPT_LIMIT = 64 * 2**20
-INFLATE_RATIO = 16
-INFLATED_LIMIT = 512 * 2**20
+# bench/scale.py's 100,000 runs: 11.8 MB compressed; real runs repeat more (dozens of
+# identical params and tags a run), so compress further: the bounds leave room for both
+KEPT_LIMIT = 256 * 2**20
+INFLATE_RATIO = 64
+INFLATED_LIMIT = 2 * 2**30
 
 
 class Keeper(Protocol):

@@ -313,7 +313,8 @@ def due(previous: Snapshot | None, live: Collection[str], now: int) -> set[str] 
     than WRITER_SKEW_MS after ``now``, or every experiment it knows is due)."""
     if previous is None or now < previous.taken_at - WRITER_SKEW_MS:
         return None
-    latest = previous.taken_at + REREAD_EVERY_MS
+    # the turns a writer up to WRITER_SKEW_MS ahead of the snapshot's clock set
+    latest = previous.taken_at + REREAD_EVERY_MS + WRITER_SKEW_MS
     whole = {eid for eid in live
              if not now < previous.due_at.get(eid, now) <= latest}
     return None if set(previous.due_at) & set(live) <= whole else whole

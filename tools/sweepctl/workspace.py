@@ -268,8 +268,10 @@ class Workspace:
                                       scopes=self.scopes(store.tracking_uri))
         kept = self.index_keeper.write(store, root, snapshot)
         how = ("refreshed what the last command kept" if index.source == "cached"
+               else "full scan (--full-scan)" if self.full_scan
                else "full scan (nothing usable kept)" if previous is None
-               else "full scan (every experiment due to be read whole)")
+               else "full scan (what was kept was due to be read whole, or is from a "
+                    "clock ahead of this one)")
         self.index_notes.append(
             f"{how}, {index.runs_read} runs read; "
             f"{'kept' if kept else 'could not be kept'} {self.index_keeper.where}")

@@ -361,11 +361,12 @@ def _launch_ready(workspace: Workspace, backend: Backend,
             continue
         try:
             entry.parent_run_id = _parent_run(workspace, resolved, index, options)
+            # tpe: this launch's round (the trials proposed so far plus the next batch; a
+            # kept index's records of them are read again from MLflow first)
+            resolved = next_round(resolved, index, observed.get(resolved.name, {}))
         except SweepctlError as exc:
             entry.refused = [str(exc)]
             continue
-        # tpe: this launch's round (the trials proposed so far plus the next batch)
-        resolved = next_round(resolved, index, observed.get(resolved.name, {}))
         if progress is not None:
             progress.start(resolved.name, len(resolved.trials))
         work = Work(resolved, git_sha=options.git_sha, pr=options.pr,
