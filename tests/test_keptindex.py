@@ -110,6 +110,11 @@ def test_a_kept_file_that_is_not_ours_is_ignored(server: str, tmp_path: Path,
     MlflowClient(server).log_artifact(_kept_run(server), str(path))
     assert index_cache.decode(padded) is not None          # valid, only too inflated
     assert keeper.read(store, tmp_path) is None
+    # and never past INFLATED_LIMIT, whatever the ratio
+    monkeypatch.setattr(keptindex, "INFLATE_RATIO", 10**6)
+    assert keeper.read(store, tmp_path) is not None
+    monkeypatch.setattr(keptindex, "INFLATED_LIMIT", 1_000_000)
+    assert keeper.read(store, tmp_path) is None
 
 
 def test_a_bomb_is_not_inflated_past_its_limit() -> None:
@@ -121,17 +126,17 @@ def test_a_bomb_is_not_inflated_past_its_limit() -> None:
 
 def test_a_deleted_kept_experiment_is_neither_read_nor_written(
         server: str, tmp_path: Path) -> None:
-    keeper, store = InTrackingStore(), MlflowStore(server)
-    assert keeper.write(store, tmp_path, _snapshot(server))
+    keeper = InTrackingStore()
+    assert keeper.write(MlflowStore(server), tmp_path, _snapshot(server))
     client = MlflowClient(server)
     kept = client.get_experiment_by_name(KEPT_EXPERIMENT).experiment_id
     client.delete_experiment(kept)
-    try:
-        assert keeper.read(store, tmp_path) is None
-        assert keeper.write(store, tmp_path, _snapshot(server)) is False
+    try:  # the next commands (a store per command)
+        assert keeper.read(MlflowStore(server), tmp_path) is None
+        assert keeper.write(MlflowStore(server), tmp_path, _snapshot(server)) is False
     finally:
         client.restore_experiment(kept)
-    assert keeper.read(store, tmp_path) == _snapshot(server)
+    assert keeper.read(MlflowStore(server), tmp_path) == _snapshot(server)
 
 
 def test_the_copy_in_mlflow_carries_no_uri_and_a_local_store_keeps_none(
@@ -159,12 +164,20 @@ def test_a_store_that_refuses_costs_only_the_head_start(tmp_path: Path,
 
 
 def _launch(folders: list[Path], uri: str, state: Path) -> tuple[dict[str, Outcome], int]:
+    outcomes, runs_read, _ = _launch_counted(folders, uri, state)
+    return outcomes, runs_read
+
+
+def _launch_counted(folders: list[Path], uri: str, state: Path
+                    ) -> tuple[dict[str, Outcome], int, int]:
+    """The outcomes, the runs read and the lookups of the kept file's experiment."""
     workspace = Workspace(env_tracking_uri=uri, index_keeper=InTrackingStore())
     report = launch(folders, LaunchOptions(backend="local", dry_run=True, tracking_uri=uri,
                                            state_dir=state), workspace=workspace)
     assert report.ok
     outcomes = {r.trial_id: r.outcome for e in report.experiments for r in e.results}
-    return outcomes, workspace.store(uri).runs_read
+    return (outcomes, workspace.store(uri).runs_read,
+            workspace.mlflow_calls("get_experiment_by_name"))
 
 
 def test_a_fresh_runner_refreshes_what_the_last_one_kept(tmp_path: Path) -> None:
@@ -184,15 +197,16 @@ def test_a_fresh_runner_refreshes_what_the_last_one_kept(tmp_path: Path) -> None
                 "sweepctl.experiment": "retired", "sweepctl.trial_id": f"old{i}",
                 "sweepctl.role": "trial"}, start_time=int(time.time() * 1000) - 3 * HOUR)
             client.set_terminated(run.info.run_id, end_time=int(time.time() * 1000) - 3 * HOUR)
-        first, read_first = _launch(folders, uri, first_clone / ".sweepctl")
+        first, read_first, _ = _launch_counted(folders, uri, first_clone / ".sweepctl")
         experiment, trials = trials_of(folders[3])
         log_trial(client, experiment, trials[0], metrics=result(0.4, 9.0))
         second_clone = tmp_path / "runner-2"
         shutil.copytree(first_clone / "experiments", second_clone / "experiments")
-        second, read_second = _launch(
+        second, read_second, lookups = _launch_counted(
             [second_clone / "experiments" / f.name for f in folders], uri,
             second_clone / ".sweepctl")
         assert first[trials[0].trial_id] == Outcome.LAUNCHED
+        assert lookups == 1   # the kept file's run found once: read and kept share it
         assert second[trials[0].trial_id] == Outcome.REUSED
         assert read_first >= 40 > read_second
         assert not (second_clone / ".sweepctl" / "index").exists()

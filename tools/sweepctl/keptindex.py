@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -56,6 +56,10 @@ class InFolder:
     """One file per store in ``folder`` (relative: to the repo's root)."""
 
     folder: Path
+    # root -> the folder to use there (None: refused), decided once per command: reading
+    # the snapshot and keeping the new one must not ask git twice
+    _decided: dict[Path, Path | None] = field(default_factory=dict, compare=False,
+                                              repr=False)
 
     @property
     def where(self) -> str:
@@ -64,6 +68,11 @@ class InFolder:
     def folder_in(self, root: Path) -> Path | None:
         if self.folder.is_absolute():
             return self.folder
+        if root not in self._decided:
+            self._decided[root] = self._decide(root)
+        return self._decided[root]
+
+    def _decide(self, root: Path) -> Path | None:
         if not index_cache.safe_under(root, self.folder):
             return None
         from sweepctl.clients.gitrepo import tracked

@@ -191,6 +191,7 @@ class MlflowStore:
         self.calls: Counter[str] = Counter()   # per client method (search_runs, ...)
         self._client: Any = None
         self._bulk_history = True   # False once the server said it has no bulk endpoint
+        self._kept_run_id: str | None = None   # the run holding the kept files, once found
 
     @property
     def safe_uri(self) -> str:
@@ -415,11 +416,16 @@ class MlflowStore:
     def create_parent_run(self, experiment_id: str, experiment_name: str,
                           tags: Mapping[str, str]) -> str:
         """A new sweep parent run, marked finished: it is a container, not work."""
-        run = self._call("create the sweep's parent run", "create_run", experiment_id,
-                         run_name=experiment_name,
-                         tags={**tags, TAG_EXPERIMENT: experiment_name, TAG_ROLE: "sweep"})
-        self._call("finish the sweep's parent run", "set_terminated", run.info.run_id,
-                   status="FINISHED")
+        return self._finished_run("make the sweep's parent run", experiment_id,
+                                  experiment_name, {**tags, TAG_EXPERIMENT: experiment_name,
+                                                    TAG_ROLE: "sweep"})
+
+    def _finished_run(self, action: str, experiment_id: str, run_name: str,
+                      tags: Mapping[str, str]) -> str:
+        """A new run marked finished at once: a container, not work."""
+        run = self._call(action, "create_run", experiment_id, run_name=run_name,
+                         tags=dict(tags))
+        self._call(action, "set_terminated", run.info.run_id, status="FINISHED")
         return str(run.info.run_id)
 
     @property
@@ -475,7 +481,10 @@ class MlflowStore:
         """The run holding the kept files: the oldest active one of KEPT_EXPERIMENT (two
         commands racing to make it both find the same one next time). None when there is
         none (and ``create`` is false) or the experiment was deleted (restore it, or
-        delete it for good, to keep files again)."""
+        delete it for good, to keep files again). Found once per command: reading the
+        kept file and keeping the new one share it."""
+        if self._kept_run_id is not None:
+            return self._kept_run_id
         found = self._call("find the kept files", "get_experiment_by_name", KEPT_EXPERIMENT)
         if found is not None and found.lifecycle_stage != "active":
             return None
@@ -487,14 +496,13 @@ class MlflowStore:
                           filter_string=role_filter(KEPT_ROLE), max_results=1,
                           order_by=["attributes.start_time ASC"])
         if runs:
-            return str(runs[0].info.run_id)
+            self._kept_run_id = str(runs[0].info.run_id)
+            return self._kept_run_id
         if not create:
             return None
-        run = self._call("make the kept files' run", "create_run", experiment_id,
-                         run_name="sweepctl-kept", tags={TAG_ROLE: KEPT_ROLE})
-        self._call("make the kept files' run", "set_terminated", run.info.run_id,
-                   status="FINISHED")
-        return str(run.info.run_id)
+        self._kept_run_id = self._finished_run("make the kept files' run", experiment_id,
+                                               "sweepctl-kept", {TAG_ROLE: KEPT_ROLE})
+        return self._kept_run_id
 
     def mark_cancelled(self, run_id: str, *, end: bool) -> None:
         """Tag the run as cancelled; ``end``: it is still RUNNING (its pod or process was
